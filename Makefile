@@ -1,0 +1,56 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app app
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test setup install translations migrate seed lint worker beat extract-messages clean
+
+## Set everything up on the embedded default (SQLite, jobs in-process) and serve with demo data.
+run: setup seed
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+## The whole test suite: lint, then pytest against real PostgreSQL and Redis.
+test: install translations
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: install translations migrate
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+translations: install
+	$(BIN)/pybabel compile -d app/translations -q
+
+migrate: install
+	$(FLASK) db upgrade
+
+seed: migrate
+	$(FLASK) demo seed
+
+lint: install
+	$(BIN)/ruff check .
+
+## Background jobs through Redis (set REDIS_URL, and DATABASE_URL for PostgreSQL).
+worker: install
+	$(BIN)/celery -A workers worker --loglevel INFO
+
+beat: install
+	$(BIN)/celery -A workers beat --loglevel INFO
+
+## Refresh the message catalogues after changing user-facing text.
+extract-messages: install
+	$(BIN)/pybabel extract -F babel.cfg -k _l -o app/translations/messages.pot .
+	$(BIN)/pybabel update -i app/translations/messages.pot -d app/translations --no-fuzzy-matching
+
+clean:
+	rm -rf $(VENV) instance

@@ -1,0 +1,163 @@
+"""Fangang (返岗直通车): the application factory."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+import redis
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import INSTANCE_PATH, load_config
+
+
+def create_app(config: Mapping | None = None) -> Flask:
+    """Build the app from ``config/`` settings, the environment, then ``config`` overrides."""
+    settings = load_config()
+    settings.update(config or {})
+    app = Flask(__name__, instance_path=str(INSTANCE_PATH))
+    app.config.update(settings)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    _configure_secret_key(app)
+    _configure_engine(app)
+    if app.config.get("TRUSTED_PROXY_COUNT"):
+        count = int(app.config["TRUSTED_PROXY_COUNT"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_cli(app)
+    if app.config["STARTUP_CHECKS"]:
+        _check_services(app)
+    return app
+
+
+def _configure_secret_key(app: Flask) -> None:
+    if app.config.get("SECRET_KEY"):
+        return
+    if app.config["ENV_NAME"] == "production":
+        raise SystemExit("fangang: SECRET_KEY is not set; production needs a long random value.")
+    # Development: one random key kept in instance/, so sessions survive restarts.
+    key_file = Path(app.instance_path) / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(48))
+        key_file.chmod(0o600)
+    app.config["SECRET_KEY"] = key_file.read_text().strip()
+
+
+def _configure_engine(app: Flask) -> None:
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    try:
+        url = make_url(uri)
+    except ArgumentError:
+        raise SystemExit(
+            "fangang: DATABASE_URL is not a database URL (expected postgresql://user@host/db)."
+        ) from None
+    options = dict(app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+    if url.get_backend_name() == "postgresql":
+        timeout = app.config["STARTUP_CHECK_TIMEOUT"]
+        options["connect_args"] = {"connect_timeout": timeout} | options.get("connect_args", {})
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+def _init_extensions(app: Flask) -> None:
+    from app.core import i18n, jobs, security
+    from app.core.base import alembic_render_item
+    from app.core.errors import register_error_handlers
+    from app.extensions import (
+        celery_init_app,
+        csrf,
+        db,
+        limiter,
+        login_manager,
+        migrate,
+    )
+
+    if app.config.get("REDIS_URL"):
+        app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
+    db.init_app(app)
+    migrate.init_app(
+        app,
+        db,
+        directory=str(Path(app.root_path).parent / "migrations"),
+        render_as_batch=True,
+        render_item=alembic_render_item,
+    )
+    csrf.init_app(app)
+    limiter.init_app(app)
+    i18n.init_app(app)
+    _init_login(app, login_manager)
+    security.init_app(app)
+    register_error_handlers(app)
+    celery_app = celery_init_app(app)
+    jobs.init_app(app, celery_app)
+
+    # Every model module, so metadata (Alembic, create_all) knows every table.
+    from app.accounts import models as _accounts_models  # noqa: F401
+    from app.core import models as _core_models  # noqa: F401
+
+
+def _init_login(app: Flask, login_manager) -> None:
+    from flask_babel import lazy_gettext as _l
+
+    from app.accounts.models import User
+    from app.extensions import db
+
+    login_manager.init_app(app)
+    login_manager.login_view = "accounts.sign_in"
+    login_manager.login_message = _l("Please sign in to see this page.")
+    login_manager.login_message_category = "info"
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+        return user if user is not None and user.active else None
+
+
+def _register_blueprints(app: Flask) -> None:
+    from app.accounts.views import bp as accounts_bp
+    from app.core.views import bp as core_bp
+
+    app.register_blueprint(core_bp)
+    app.register_blueprint(accounts_bp)
+
+
+def _register_cli(app: Flask) -> None:
+    from app.accounts.cli import users_cli
+    from app.demo import demo_cli
+
+    app.cli.add_command(users_cli)
+    app.cli.add_command(demo_cli)
+
+
+def _check_services(app: Flask) -> None:
+    """Fail at start, in one line naming the setting, when a service cannot be reached."""
+    from app.extensions import db
+
+    with app.app_context():
+        shown = db.engine.url.render_as_string(hide_password=True)
+        try:
+            with db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as error:
+            reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+            raise SystemExit(
+                f"fangang: DATABASE_URL ({shown}) cannot be reached: {reason}"
+            ) from None
+    redis_url = app.config.get("REDIS_URL")
+    if redis_url:
+        try:
+            client = redis.Redis.from_url(
+                redis_url, socket_connect_timeout=app.config["STARTUP_CHECK_TIMEOUT"]
+            )
+            client.ping()
+            client.close()
+        except (redis.RedisError, ValueError) as error:
+            raise SystemExit(
+                f"fangang: REDIS_URL ({redis_url}) cannot be reached: {error}"
+            ) from None

@@ -1,0 +1,32 @@
+"""Language and time zone: Chinese by default, English on request."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, session
+from flask_babel import get_locale
+from flask_login import current_user
+
+from app.core.access import ROLE_NAMES
+from app.extensions import babel
+
+
+def select_locale() -> str:
+    languages = current_app.config["LANGUAGES"]
+    chosen = session.get("locale")
+    if chosen in languages:
+        return chosen
+    if current_user and current_user.is_authenticated and current_user.locale in languages:
+        return current_user.locale
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def html_lang() -> str:
+    """The page's ``lang`` attribute (BCP 47): zh-CN or en."""
+    return str(get_locale()).replace("_", "-")
+
+
+def init_app(app: Flask) -> None:
+    babel.init_app(app, locale_selector=select_locale)
+    app.jinja_env.globals.update(
+        html_lang=html_lang, current_locale=lambda: str(get_locale()), role_names=ROLE_NAMES
+    )

@@ -1,0 +1,118 @@
+"""Settings classes. The environment overrides the defaults here; nothing else does.
+
+With nothing set the service runs embedded: SQLite under ``instance/`` and background jobs
+in-process right after the commit that caused them. ``DATABASE_URL`` moves the data to
+PostgreSQL, ``REDIS_URL`` moves jobs to Celery workers and shares rate limits through Redis.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import ClassVar
+
+INSTANCE_PATH = Path(os.environ.get("FANGANG_INSTANCE_PATH", Path.cwd() / "instance")).resolve()
+
+
+def normalize_database_url(url: str) -> str:
+    """Pick the psycopg 3 driver for PostgreSQL URLs written the usual ways."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Config:
+    ENV_NAME = "development"
+    SECRET_KEY: str | None = None
+    SQLALCHEMY_DATABASE_URI = f"sqlite:///{INSTANCE_PATH / 'fangang.db'}"
+    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {"pool_pre_ping": True}
+    REDIS_URL: str | None = None
+
+    # Sessions: HttpOnly and SameSite=Lax always; Secure where served over HTTPS.
+    SESSION_COOKIE_NAME = "fangang_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    REMEMBER_COOKIE_SECURE = False
+    REMEMBER_COOKIE_DURATION = timedelta(days=14)
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+    WTF_CSRF_TIME_LIMIT = 12 * 3600
+    HSTS = False
+
+    BABEL_DEFAULT_LOCALE = "zh_CN"
+    BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
+    LANGUAGES = ("zh_CN", "en")
+
+    # Sign-in attempts: failed ones count against the address and the account.
+    LOGIN_RATE_LIMIT_PER_IP = "20 per 5 minutes"
+    LOGIN_RATE_LIMIT_PER_ACCOUNT = "5 per 5 minutes"
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_ENABLED = True
+
+    # Fail at start with one clear line when DATABASE_URL or REDIS_URL cannot be reached.
+    STARTUP_CHECKS = True
+    STARTUP_CHECK_TIMEOUT = 3
+
+    CELERY: ClassVar[dict] = {}
+    # Behind a reverse proxy, how many X-Forwarded-* hops to trust (the client address is what
+    # sign-in rate limits count by).
+    TRUSTED_PROXY_COUNT = 0
+    ITEMS_PER_PAGE = 25
+
+    @classmethod
+    def from_environment(cls) -> dict:
+        """The settings of this class with the environment's values laid over them."""
+        settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
+        env = os.environ
+        if env.get("SECRET_KEY"):
+            settings["SECRET_KEY"] = env["SECRET_KEY"]
+        if env.get("DATABASE_URL"):
+            settings["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(env["DATABASE_URL"])
+        if env.get("REDIS_URL"):
+            settings["REDIS_URL"] = env["REDIS_URL"]
+        if env.get("TIMEZONE"):
+            settings["BABEL_DEFAULT_TIMEZONE"] = env["TIMEZONE"]
+        if env.get("TRUSTED_PROXY_COUNT"):
+            settings["TRUSTED_PROXY_COUNT"] = int(env["TRUSTED_PROXY_COUNT"])
+        if env.get("ITEMS_PER_PAGE"):
+            settings["ITEMS_PER_PAGE"] = int(env["ITEMS_PER_PAGE"])
+        return settings
+
+
+class DevelopmentConfig(Config):
+    pass
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = "testing-secret-key"  # noqa: S105 - tests only
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    HSTS = True
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(name: str | None = None) -> dict:
+    """Settings for ``name`` (default: ``FANGANG_ENV``, else development)."""
+    name = name or os.environ.get("FANGANG_ENV", "development")
+    if name not in CONFIGS:
+        raise SystemExit(
+            f"fangang: FANGANG_ENV={name!r} is not one of {', '.join(CONFIGS)}."
+        )
+    return CONFIGS[name].from_environment()
