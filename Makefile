@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 translations: install
-	$(BIN)/pybabel compile -d app/translations -q
+	$(BIN)/pybabel compile -d app/translations --statistics
 
 migrate: install
 	$(FLASK) db upgrade

@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
 
@@ -30,16 +30,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
+        # Unhandled exceptions arrive here as a 500 (Flask wraps them, and re-raises them
+        # instead when testing or debugging, so tests see the real traceback).
         if error.code is None or error.code < 400:
             return error
-        status = error.code if error.code in (400, 403, 404, 405, 429) else 500
-        response = render_template("errors/error.html", status=status), error.code
-        return response
-
-    @app.errorhandler(Exception)
-    def unexpected_error(error: Exception):
-        log.exception("unhandled error")
-        db.session.rollback()
-        if app.testing and app.config.get("PROPAGATE_TEST_ERRORS", True):
-            raise error
-        return render_template("errors/error.html", status=500), InternalServerError.code
+        if error.code >= 500:
+            original = getattr(error, "original_exception", None)
+            if original is not None:
+                log.error("unhandled error", exc_info=original)
+            db.session.rollback()
+        shown = error.code if error.code in (400, 403, 404, 405, 429) else 500
+        return render_template("errors/error.html", status=shown), error.code

@@ -10,6 +10,10 @@ from app.core.access import ROLE_NAMES
 from app.extensions import babel
 
 
+# Babel spells zh_CN in full as zh_Hans_CN, so that is the catalogue's folder name under
+# app/translations/; English needs no catalogue (the source strings are English).
+
+
 def select_locale() -> str:
     languages = current_app.config["LANGUAGES"]
     chosen = session.get("locale")
