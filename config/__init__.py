@@ -51,6 +51,8 @@ class Config:
     LOGIN_RATE_LIMIT_PER_IP = "20 per 5 minutes"
     LOGIN_RATE_LIMIT_PER_ACCOUNT = "5 per 5 minutes"
     RATELIMIT_STORAGE_URI = "memory://"
+    # If Redis goes away, limits fall back to this process's memory instead of failing sign-in.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_ENABLED = True
 

@@ -115,8 +115,12 @@ def make_app(database_uri: str, **overrides) -> Flask:
             **overrides,
         }
     )
-    with app.app_context():
-        limiter.reset()
+    # The limiter is one object per process (as in production, where there is one app); a
+    # test that took Redis away must not leave the next app on the in-memory fallback.
+    limiter._storage_dead = False
+    if not app.config["REDIS_URL"]:  # Redis-backed limits: tests reset them when they need to
+        with app.app_context():
+            limiter.reset()
     return app
 
 
@@ -131,27 +135,24 @@ def app(tmp_path: Path) -> Iterator[Flask]:
         db.engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def _pg_app(migrated_postgres_url: str) -> Flask:
-    return make_app(migrated_postgres_url)
-
-
 def truncate_all(app: Flask) -> None:
     with app.app_context():
         db.session.remove()
         tables = ", ".join(f'"{table.name}"' for table in db.metadata.sorted_tables)
         with db.engine.begin() as connection:
             connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        db.engine.dispose()
 
 
 @pytest.fixture
-def pg_app(_pg_app: Flask) -> Iterator[Flask]:
+def pg_app(migrated_postgres_url: str) -> Iterator[Flask]:
     """The app on the real PostgreSQL database; every table is emptied after each test
-    (truncation rather than a rolled-back transaction, so other processes see the data)."""
-    with _pg_app.app_context():
-        limiter.reset()
-    yield _pg_app
-    truncate_all(_pg_app)
+    (truncation rather than a rolled-back transaction, so other processes see the data).
+
+    A new app per test: the rate limiter is one object per process, bound to the newest app."""
+    app = make_app(migrated_postgres_url)
+    yield app
+    truncate_all(app)
 
 
 # --- people --------------------------------------------------------------------------------

@@ -1,0 +1,150 @@
+"""Background jobs: in-process after commit (embedded), and through Redis to a real Celery worker."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import select
+
+from app.core import services
+from app.core.models import AuditEntry
+from app.extensions import db
+from tests.conftest import ROOT, People, make_app, service_env, sign_in, submit
+
+
+def actions(app) -> list[str]:
+    with app.app_context():
+        return db.session.scalars(
+            select(AuditEntry.action).where(AuditEntry.action.like("system.%")).order_by(AuditEntry.id)
+        ).all()
+
+
+def test_embedded_jobs_run_in_process_right_after_commit(app, client_as):
+    client = client_as("admin")
+    response = submit(client, "/admin/system")
+    assert response.status_code == 302
+    assert actions(app) == ["system.test_job.requested", "system.test_job.ran"]
+    page = client.get("/admin/system").get_data(as_text=True)
+    assert "尚未执行" not in page
+    assert "在当前进程中" in page
+
+
+def test_jobs_of_a_rolled_back_transaction_never_run(app, people):
+    from app.accounts.models import User
+
+    with app.app_context():
+        admin = db.session.get(User, people.admin_id)
+        services.request_test_job(admin)
+        db.session.rollback()
+        services.record_audit("unrelated.event")
+        db.session.commit()
+    assert actions(app) == []
+
+
+def test_the_job_is_idempotent(app, people):
+    with app.app_context():
+        requested = services.record_audit("system.test_job.requested")
+        db.session.commit()
+        first = services.record_test_job_ran(requested.id)
+        db.session.commit()
+        second = services.record_test_job_ran(requested.id)
+        db.session.commit()
+        assert first.id == second.id
+    assert actions(app).count("system.test_job.ran") == 1
+
+
+def test_audit_refuses_pii(app):
+    with app.app_context(), pytest.raises(ValueError, match="PII"):
+        services.record_audit("worker.added", phone="13800138000")
+    with app.app_context(), pytest.raises(ValueError, match="PII"):
+        services.record_audit("worker.added", ids=["11010519491231002X"])
+
+
+@pytest.fixture
+def redis_app(migrated_postgres_url, redis_url, pg_app):
+    """Production shape: PostgreSQL, jobs to Celery through Redis, limits kept in Redis."""
+    return make_app(migrated_postgres_url, REDIS_URL=redis_url)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_job_goes_through_redis_to_a_real_celery_worker(redis_app, pg_people, celery_worker):
+    client = redis_app.test_client()
+    assert sign_in(client, People.EMAILS["admin"]).status_code == 302
+    page = client.get("/admin/system").get_data(as_text=True)
+    assert "postgresql" in page and "Redis" in page
+
+    assert submit(client, "/admin/system").status_code == 302
+    deadline = time.monotonic() + 30
+    while "system.test_job.ran" not in actions(redis_app):
+        assert time.monotonic() < deadline, "the worker did not run the job within 30 s"
+        time.sleep(0.2)
+    with redis_app.app_context():
+        ran = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "system.test_job.ran"))
+        assert ran.details["worker"]
+    assert "尚未执行" not in client.get("/admin/system").get_data(as_text=True)
+
+
+@pytest.mark.postgres
+def test_request_still_succeeds_when_redis_is_down(migrated_postgres_url, pg_people):
+    # Nothing listens on port 1: publishing fails fast, the user's transaction stands.
+    # Sign-in limits fall back to memory meanwhile.
+    app = make_app(migrated_postgres_url, REDIS_URL="redis://127.0.0.1:1/0", STARTUP_CHECKS=False)
+    client = app.test_client()
+    assert sign_in(client, People.EMAILS["admin"]).status_code == 302
+    started = time.monotonic()
+    assert submit(client, "/admin/system").status_code == 302
+    elapsed = time.monotonic() - started
+    assert actions(app) == ["system.test_job.requested"]
+    print(f"request with Redis down answered in {elapsed:.2f} s")
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_sign_in_limits_are_shared_through_redis(migrated_postgres_url, redis_url, pg_people):
+    # Two app instances stand for two server processes: failures on one count on the other.
+    first = make_app(migrated_postgres_url, REDIS_URL=redis_url)
+    with first.app_context():
+        from app.extensions import limiter
+
+        limiter.reset()
+    for _ in range(3):
+        assert sign_in(first.test_client(), People.EMAILS["employer"], "guess").status_code == 200
+    second = make_app(migrated_postgres_url, REDIS_URL=redis_url)
+    for _ in range(2):
+        assert sign_in(second.test_client(), People.EMAILS["employer"], "guess").status_code == 200
+    assert sign_in(second.test_client(), People.EMAILS["employer"]).status_code == 429
+
+
+def test_worker_refuses_to_start_without_redis(tmp_path):
+    env = {**os.environ, "REDIS_URL": "", "FANGANG_INSTANCE_PATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers", "worker"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "REDIS_URL is not set" in result.stderr + result.stdout
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_beat_starts(migrated_postgres_url, redis_url, tmp_path):
+    env = {**os.environ, **service_env(tmp_path, migrated_postgres_url, redis_url)}
+    log_file = tmp_path / "beat.log"
+    with log_file.open("w") as log:
+        beat = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", "INFO"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "beat: Starting" not in log_file.read_text():
+            assert beat.poll() is None, log_file.read_text()
+            assert time.monotonic() < deadline, log_file.read_text()
+            time.sleep(0.2)
+    finally:
+        beat.terminate()
+        beat.wait(timeout=20)
+    assert (tmp_path / "celerybeat-schedule").exists() or any(tmp_path.glob("celerybeat-schedule*"))
