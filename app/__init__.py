@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     _configure_secret_key(app)
     _configure_engine(app)
+    _check_redis_url(app.config.get("REDIS_URL"))
     if app.config.get("TRUSTED_PROXY_COUNT"):
         count = int(app.config["TRUSTED_PROXY_COUNT"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
@@ -63,6 +65,13 @@ def _configure_engine(app: Flask) -> None:
         timeout = app.config["STARTUP_CHECK_TIMEOUT"]
         options["connect_args"] = {"connect_timeout": timeout} | options.get("connect_args", {})
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+def _check_redis_url(redis_url: str | None) -> None:
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SystemExit(
+            "fangang: REDIS_URL is not a Redis URL (expected redis://host:6379/0)."
+        )
 
 
 def _init_extensions(app: Flask) -> None:
@@ -158,6 +167,7 @@ def _check_services(app: Flask) -> None:
             client.ping()
             client.close()
         except (redis.RedisError, ValueError) as error:
+            shown = re.sub(r"(//[^:@/]*:)[^@/]*@", r"\1***@", redis_url)
             raise SystemExit(
-                f"fangang: REDIS_URL ({redis_url}) cannot be reached: {error}"
+                f"fangang: REDIS_URL ({shown}) cannot be reached: {error}"
             ) from None

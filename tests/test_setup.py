@@ -1,0 +1,99 @@
+"""Start-up and schema: migrations from empty match the models on both databases, and a
+setting that points nowhere stops the service with one clear line."""
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.conftest import People, flask_cli, service_env, sign_in
+
+
+def test_migrations_from_empty_match_the_models_on_sqlite(tmp_path):
+    env = service_env(tmp_path, f"sqlite:///{tmp_path / 'fresh.db'}")
+    upgrade = flask_cli("db", "upgrade", env=env)
+    assert upgrade.returncode == 0, upgrade.stderr
+    check = flask_cli("db", "check", env=env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "No new upgrade operations detected" in check.stdout + check.stderr
+
+
+@pytest.mark.postgres
+def test_migrations_from_empty_match_the_models_on_postgres(migrated_postgres_url, tmp_path):
+    check = flask_cli("db", "check", env=service_env(tmp_path, migrated_postgres_url))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "No new upgrade operations detected" in check.stdout + check.stderr
+
+
+@pytest.mark.postgres
+def test_migrations_downgrade_to_empty_on_postgres(migrated_postgres_url, tmp_path):
+    """Down and up again, on a copy, so a bad downgrade is found before it is needed."""
+    url = make_url(migrated_postgres_url)
+    copy = f"{url.database}_down"
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{copy}"')
+    try:
+        env = service_env(tmp_path, url.set(database=copy).render_as_string(False))
+        for step in (["db", "upgrade"], ["db", "downgrade", "base"], ["db", "upgrade"]):
+            result = flask_cli(*step, env=env)
+            assert result.returncode == 0, (step, result.stderr)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"DATABASE_URL": "postgresql://fangang@127.0.0.1:1/fangang"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "REDIS_URL"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"FANGANG_ENV": "staging"}, "FANGANG_ENV"),
+    ],
+)
+def test_unreachable_setting_stops_start_up_with_one_clear_line(tmp_path, env, setting):
+    result = flask_cli("routes", env={"FANGANG_INSTANCE_PATH": str(tmp_path), **env})
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).strip()
+    assert "Traceback" not in output
+    assert len(output.splitlines()) == 1, output
+    assert output.startswith("fangang: ") and setting in output
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    env = {"FANGANG_ENV": "production", "SECRET_KEY": "", "FANGANG_INSTANCE_PATH": str(tmp_path),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}"}
+    result = flask_cli("routes", env=env)
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+@pytest.mark.postgres
+def test_sign_in_and_scoping_on_postgres(pg_app, pg_people):
+    client = pg_app.test_client()
+    assert sign_in(client, People.EMAILS["employer"]).status_code == 302
+    assert client.get(f"/organizations/{pg_people.organization_a_id}").status_code == 200
+    assert client.get(f"/organizations/{pg_people.organization_b_id}").status_code == 404
+
+
+@pytest.mark.postgres
+def test_database_refuses_inconsistent_accounts(pg_app, pg_people):
+    """The CHECK constraints hold even against code that skips the services."""
+    from sqlalchemy.exc import IntegrityError
+
+    from app.accounts.models import User
+    from app.extensions import db
+
+    with pg_app.app_context():
+        for fields in (
+            {"role": "employer"},  # no organization
+            {"role": "coordinator"},  # no region
+            {"role": "pilot"},
+            {"role": "admin", "email": "Upper@Example.cn"},
+        ):
+            db.session.add(User(**{"email": "x@example.cn", "display_name": "x",
+                                   "password_hash": "x", **fields}))
+            with pytest.raises(IntegrityError):
+                db.session.flush()
+            db.session.rollback()
