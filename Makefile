@@ -15,6 +15,7 @@ run: setup seed
 ## The whole test suite: lint, then pytest against real PostgreSQL and Redis.
 test: install translations
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 setup: install translations migrate
@@ -39,6 +40,7 @@ seed: migrate
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## Background jobs through Redis (set REDIS_URL, and DATABASE_URL for PostgreSQL).
 worker: install

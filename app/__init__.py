@@ -69,9 +69,7 @@ def _configure_engine(app: Flask) -> None:
 
 def _check_redis_url(redis_url: str | None) -> None:
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise SystemExit(
-            "fangang: REDIS_URL is not a Redis URL (expected redis://host:6379/0)."
-        )
+        raise SystemExit("fangang: REDIS_URL is not a Redis URL (expected redis://host:6379/0).")
 
 
 def _init_extensions(app: Flask) -> None:
@@ -168,6 +166,4 @@ def _check_services(app: Flask) -> None:
             client.close()
         except (redis.RedisError, ValueError) as error:
             shown = re.sub(r"(//[^:@/]*:)[^@/]*@", r"\1***@", redis_url)
-            raise SystemExit(
-                f"fangang: REDIS_URL ({shown}) cannot be reached: {error}"
-            ) from None
+            raise SystemExit(f"fangang: REDIS_URL ({shown}) cannot be reached: {error}") from None

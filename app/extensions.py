@@ -43,29 +43,33 @@ def celery_settings(app: Flask) -> dict:
             "task_always_eager": True,
             "task_eager_propagates": False,
         }
-    return common | {
-        "broker_url": redis_url,
-        "task_default_queue": "fangang",
-        # A task whose worker dies mid-run goes back to the queue instead of vanishing.
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "broker_connection_retry_on_startup": True,
-        # A request must not hang on a broker that went away: publish fails fast and the
-        # caller decides (jobs that must not be lost go through the outbox table).
-        "broker_connection_timeout": 2,
-        "broker_transport_options": {
-            "visibility_timeout": 3600,
-            "socket_connect_timeout": 2,
-            "socket_timeout": 5,
-        },
-        "task_publish_retry_policy": {
-            "max_retries": 2,
-            "interval_start": 0,
-            "interval_step": 0.2,
-            "interval_max": 0.5,
-        },
-    } | app.config.get("CELERY", {})
+    return (
+        common
+        | {
+            "broker_url": redis_url,
+            "task_default_queue": "fangang",
+            # A task whose worker dies mid-run goes back to the queue instead of vanishing.
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "broker_connection_retry_on_startup": True,
+            # A request must not hang on a broker that went away: publish fails fast and the
+            # caller decides (jobs that must not be lost go through the outbox table).
+            "broker_connection_timeout": 2,
+            "broker_transport_options": {
+                "visibility_timeout": 3600,
+                "socket_connect_timeout": 2,
+                "socket_timeout": 5,
+            },
+            "task_publish_retry_policy": {
+                "max_retries": 2,
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.5,
+            },
+        }
+        | app.config.get("CELERY", {})
+    )
 
 
 def celery_init_app(app: Flask) -> Celery:

@@ -114,7 +114,5 @@ def load_config(name: str | None = None) -> dict:
     """Settings for ``name`` (default: ``FANGANG_ENV``, else development)."""
     name = name or os.environ.get("FANGANG_ENV", "development")
     if name not in CONFIGS:
-        raise SystemExit(
-            f"fangang: FANGANG_ENV={name!r} is not one of {', '.join(CONFIGS)}."
-        )
+        raise SystemExit(f"fangang: FANGANG_ENV={name!r} is not one of {', '.join(CONFIGS)}.")
     return CONFIGS[name].from_environment()

@@ -65,7 +65,9 @@ def postgres_url() -> Iterator[str]:
         with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=3) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
     except psycopg.Error as error:
-        pytest.fail(f"PostgreSQL at TEST_DATABASE_URL={TEST_DATABASE_URL} cannot be reached: {error}")
+        pytest.fail(
+            f"PostgreSQL at TEST_DATABASE_URL={TEST_DATABASE_URL} cannot be reached: {error}"
+        )
     yield server.set(database=name).render_as_string(hide_password=False)
     with psycopg.connect(admin_dsn, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -84,7 +86,11 @@ def flask_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def service_env(tmp: Path, database_url: str, redis_url: str | None = None) -> dict[str, str]:
-    env = {"DATABASE_URL": database_url, "FANGANG_INSTANCE_PATH": str(tmp), "FANGANG_ENV": "development"}
+    env = {
+        "DATABASE_URL": database_url,
+        "FANGANG_INSTANCE_PATH": str(tmp),
+        "FANGANG_ENV": "development",
+    }
     if redis_url:
         env["REDIS_URL"] = redis_url
     else:
@@ -184,8 +190,12 @@ def create_people(app: Flask) -> People:
         coordinator = accounts.create_user(
             emails["coordinator"], PASSWORD, Role.COORDINATOR, "调度员", region_code="370100"
         )
-        employer_a = accounts.create_user(emails["employer"], PASSWORD, Role.EMPLOYER, "甲人事", org_a)
-        employer_b = accounts.create_user(emails["employer_b"], PASSWORD, Role.EMPLOYER, "乙人事", org_b)
+        employer_a = accounts.create_user(
+            emails["employer"], PASSWORD, Role.EMPLOYER, "甲人事", org_a
+        )
+        employer_b = accounts.create_user(
+            emails["employer_b"], PASSWORD, Role.EMPLOYER, "乙人事", org_b
+        )
         db.session.commit()
         return People(admin.id, coordinator.id, employer_a.id, employer_b.id, org_a.id, org_b.id)
 
@@ -212,8 +222,9 @@ def csrf_token(client: FlaskClient, url: str) -> str:
     return found.group(1)
 
 
-def submit(client: FlaskClient, url: str, data: dict | None = None, form_url: str | None = None,
-           **kwargs):
+def submit(
+    client: FlaskClient, url: str, data: dict | None = None, form_url: str | None = None, **kwargs
+):
     """POST a form the way a browser does: with the CSRF token of the page that shows it."""
     token = csrf_token(client, form_url or url)
     return client.post(url, data={"csrf_token": token, **(data or {})}, **kwargs)
@@ -251,9 +262,25 @@ def celery_worker(migrated_postgres_url: str, redis_url: str, tmp_path: Path) ->
     log_file = tmp_path / "worker.log"
     with log_file.open("w") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool", "solo",
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers",
+                "worker",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 60

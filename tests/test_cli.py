@@ -10,16 +10,36 @@ from tests.conftest import CREDIT_CODE_A, sign_in
 def test_create_accounts_for_each_role(app, people):
     runner = app.test_cli_runner()
     result = runner.invoke(
-        args=["users", "create", "--role", "employer", "--email", "New.HR@a.example.cn",
-              "--org", CREDIT_CODE_A.lower(), "--name", "新人事"],
+        args=[
+            "users",
+            "create",
+            "--role",
+            "employer",
+            "--email",
+            "New.HR@a.example.cn",
+            "--org",
+            CREDIT_CODE_A.lower(),
+            "--name",
+            "新人事",
+        ],
         input="a long enough password\na long enough password\n",
     )
     assert result.exit_code == 0, result.output
     assert "new.hr@a.example.cn" in result.output
 
     result = runner.invoke(
-        args=["users", "create", "--role", "coordinator", "--email", "c2@example.cn",
-              "--region", "500106", "--password", "another long password"],
+        args=[
+            "users",
+            "create",
+            "--role",
+            "coordinator",
+            "--email",
+            "c2@example.cn",
+            "--region",
+            "500106",
+            "--password",
+            "another long password",
+        ],
     )
     assert result.exit_code == 0, result.output
 
@@ -27,15 +47,20 @@ def test_create_accounts_for_each_role(app, people):
         user = db.session.scalar(select(User).where(User.email == "new.hr@a.example.cn"))
         assert user.organization_id == people.organization_a_id
         assert user.check_password("a long enough password")
-    assert sign_in(app.test_client(), "new.hr@a.example.cn", "a long enough password").status_code == 302
+    assert (
+        sign_in(app.test_client(), "new.hr@a.example.cn", "a long enough password").status_code
+        == 302
+    )
 
 
 def test_create_refuses_bad_input_with_a_clear_line(app, people):
     runner = app.test_cli_runner()
     cases = [
         (["--role", "employer", "--email", "x@example.cn"], "needs --org"),
-        (["--role", "employer", "--email", "x@example.cn", "--org", "91370100MA3C99990H"],
-         "no organization"),
+        (
+            ["--role", "employer", "--email", "x@example.cn", "--org", "91370100MA3C99990H"],
+            "no organization",
+        ),
         (["--role", "coordinator", "--email", "x@example.cn"], "needs --region"),
         (["--role", "coordinator", "--email", "x@example.cn", "--region", "12"], "six-digit"),
         (["--role", "admin", "--email", "ADMIN@example.cn"], "already exists"),

@@ -39,7 +39,12 @@ def test_invalid_codes_name_their_reason(typed, reason):
 
 def test_region_codes():
     assert validate_region_code(" 500106 ") == "500106"
-    for bad, reason in [("50010", "format"), ("050106", "format"), ("abcdef", "format"), ("", "empty")]:
+    for bad, reason in [
+        ("50010", "format"),
+        ("050106", "format"),
+        ("abcdef", "format"),
+        ("", "empty"),
+    ]:
         with pytest.raises(InvalidIdentifier) as caught:
             validate_region_code(bad)
         assert caught.value.reason == reason

@@ -1,4 +1,5 @@
-"""Background jobs: in-process after commit (embedded), and through Redis to a real Celery worker."""
+"""Background jobs: in-process after commit (embedded), and through Redis to a real Celery
+worker."""
 
 import os
 import subprocess
@@ -17,7 +18,9 @@ from tests.conftest import ROOT, People, make_app, service_env, sign_in, submit
 def actions(app) -> list[str]:
     with app.app_context():
         return db.session.scalars(
-            select(AuditEntry.action).where(AuditEntry.action.like("system.%")).order_by(AuditEntry.id)
+            select(AuditEntry.action)
+            .where(AuditEntry.action.like("system.%"))
+            .order_by(AuditEntry.id)
         ).all()
 
 
@@ -74,7 +77,8 @@ def test_job_goes_through_redis_to_a_real_celery_worker(redis_app, pg_people, ce
     client = redis_app.test_client()
     assert sign_in(client, People.EMAILS["admin"]).status_code == 302
     page = client.get("/admin/system").get_data(as_text=True)
-    assert "postgresql" in page and "Redis" in page
+    assert "postgresql" in page
+    assert "Redis" in page
 
     assert submit(client, "/admin/system").status_code == 302
     deadline = time.monotonic() + 30
@@ -82,7 +86,9 @@ def test_job_goes_through_redis_to_a_real_celery_worker(redis_app, pg_people, ce
         assert time.monotonic() < deadline, "the worker did not run the job within 30 s"
         time.sleep(0.2)
     with redis_app.app_context():
-        ran = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "system.test_job.ran"))
+        ran = db.session.scalar(
+            select(AuditEntry).where(AuditEntry.action == "system.test_job.ran")
+        )
         assert ran.details["worker"]
     assert "尚未执行" not in client.get("/admin/system").get_data(as_text=True)
 
@@ -122,7 +128,11 @@ def test_worker_refuses_to_start_without_redis(tmp_path):
     env = {**os.environ, "REDIS_URL": "", "FANGANG_INSTANCE_PATH": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "workers", "worker"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "REDIS_URL is not set" in result.stderr + result.stdout
@@ -136,7 +146,10 @@ def test_beat_starts(migrated_postgres_url, redis_url, tmp_path):
     with log_file.open("w") as log:
         beat = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", "INFO"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 30

@@ -58,12 +58,17 @@ def test_unreachable_setting_stops_start_up_with_one_clear_line(tmp_path, env, s
     output = (result.stdout + result.stderr).strip()
     assert "Traceback" not in output
     assert len(output.splitlines()) == 1, output
-    assert output.startswith("fangang: ") and setting in output
+    assert output.startswith("fangang: ")
+    assert setting in output
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
-    env = {"FANGANG_ENV": "production", "SECRET_KEY": "", "FANGANG_INSTANCE_PATH": str(tmp_path),
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}"}
+    env = {
+        "FANGANG_ENV": "production",
+        "SECRET_KEY": "",
+        "FANGANG_INSTANCE_PATH": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+    }
     result = flask_cli("routes", env=env)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
@@ -92,8 +97,11 @@ def test_database_refuses_inconsistent_accounts(pg_app, pg_people):
             {"role": "pilot"},
             {"role": "admin", "email": "Upper@Example.cn"},
         ):
-            db.session.add(User(**{"email": "x@example.cn", "display_name": "x",
-                                   "password_hash": "x", **fields}))
+            db.session.add(
+                User(
+                    **{"email": "x@example.cn", "display_name": "x", "password_hash": "x", **fields}
+                )
+            )
             with pytest.raises(IntegrityError):
                 db.session.flush()
             db.session.rollback()

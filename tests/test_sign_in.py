@@ -53,9 +53,7 @@ def test_next_goes_back_to_the_asked_page_but_never_off_site(client, people):
 
 
 def test_form_without_csrf_token_is_refused(client, people):
-    response = client.post(
-        "/login", data={"email": People.EMAILS["admin"], "password": PASSWORD}
-    )
+    response = client.post("/login", data={"email": People.EMAILS["admin"], "password": PASSWORD})
     assert response.status_code == 400
     assert "表单已过期" in response.get_data(as_text=True)
     assert client.get("/").status_code == 302
@@ -98,7 +96,9 @@ def test_inactive_account_cannot_sign_in(app, client, people):
 
 def test_session_cookie_is_httponly_and_samesite(client, people):
     response = sign_in(client, People.EMAILS["admin"])
-    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("fangang_session="))
+    cookie = next(
+        c for c in response.headers.getlist("Set-Cookie") if c.startswith("fangang_session=")
+    )
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
 
@@ -143,8 +143,8 @@ def test_sign_in_and_out_are_audited_without_pii(app, client, people):
     submit(client, "/logout", form_url="/")
     with app.app_context():
         actions = db.session.scalars(
-            select(AuditEntry.action).where(AuditEntry.object_id == people.employer_a_id,
-                                            AuditEntry.object_type == "users")
+            select(AuditEntry.action)
+            .where(AuditEntry.object_id == people.employer_a_id, AuditEntry.object_type == "users")
             .order_by(AuditEntry.id)
         ).all()
     assert actions == ["user.created", "user.sign_in_failed", "user.signed_in", "user.signed_out"]

@@ -46,4 +46,3 @@ class OrganizationForm(FlaskForm):
             "Six-digit GB/T 2260 code of the county where the organization is registered."
         ),
     )
-

@@ -21,6 +21,7 @@ MIN_PASSWORD_LENGTH = 10
 # answer time does not tell which addresses have accounts.
 _UNKNOWN_USER_HASH = generate_password_hash(secrets.token_hex(16), method="scrypt")
 
+
 def normalize_email(email: str) -> str:
     return (email or "").strip().lower()
 
@@ -40,8 +41,9 @@ def find_organization(reference: str) -> Organization | None:
     return db.session.scalar(select(Organization).where(Organization.credit_code == code))
 
 
-def create_organization(name: str, credit_code: str, region_code: str | None = None,
-                        actor: User | None = None) -> Organization:
+def create_organization(
+    name: str, credit_code: str, region_code: str | None = None, actor: User | None = None
+) -> Organization:
     try:
         code = validate_credit_code(credit_code)
     except InvalidIdentifier as error:
@@ -59,9 +61,15 @@ def create_organization(name: str, credit_code: str, region_code: str | None = N
     return organization
 
 
-def create_user(email: str, password: str, role: Role, display_name: str = "",
-                organization: Organization | None = None, region_code: str | None = None,
-                actor: User | None = None) -> User:
+def create_user(
+    email: str,
+    password: str,
+    role: Role,
+    display_name: str = "",
+    organization: Organization | None = None,
+    region_code: str | None = None,
+    actor: User | None = None,
+) -> User:
     role = Role(role)
     email = normalize_email(email)
     if find_user_by_email(email) is not None:

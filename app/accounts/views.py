@@ -101,8 +101,10 @@ def organizations():
             Organization.name.contains(search, autoescape=True)
             | Organization.credit_code.contains(search.upper(), autoescape=True)
         )
-    page = db.paginate(query.order_by(Organization.name, Organization.id),
-                       per_page=current_app.config["ITEMS_PER_PAGE"])
+    page = db.paginate(
+        query.order_by(Organization.name, Organization.id),
+        per_page=current_app.config["ITEMS_PER_PAGE"],
+    )
     return render_template("accounts/organizations.html", page=page, search=search)
 
 

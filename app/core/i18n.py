@@ -9,7 +9,6 @@ from flask_login import current_user
 from app.core.access import ROLE_NAMES
 from app.extensions import babel
 
-
 # Babel spells zh_CN in full as zh_Hans_CN, so that is the catalogue's folder name under
 # app/translations/; English needs no catalogue (the source strings are English).
 

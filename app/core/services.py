@@ -27,8 +27,9 @@ def _contains_pii(value: object) -> bool:
     return isinstance(value, str) and bool(_PII_PATTERN.search(value))
 
 
-def record_audit(action: str, target: object | None = None, actor: object | None = None,
-                 **details: object) -> AuditEntry:
+def record_audit(
+    action: str, target: object | None = None, actor: object | None = None, **details: object
+) -> AuditEntry:
     """Record that ``actor`` (a user, or None for the system) did ``action`` to ``target``.
 
     ``details`` hold ids, codes and counts; a value that looks like an ID or phone number is
