@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,43 +256,36 @@ def client_as(app: Flask, people: People):
 # --- a real Celery worker ------------------------------------------------------------------
 
 
-@pytest.fixture
-def celery_worker(migrated_postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[None]:
-    """``celery -A workers worker`` in a child process, on the run's PostgreSQL and Redis."""
-    env = {**os.environ, **service_env(tmp_path, migrated_postgres_url, redis_url)}
-    log_file = tmp_path / "worker.log"
+@contextmanager
+def celery_process(
+    command: str, env: dict[str, str], log_file: Path, ready: str, *options: str
+) -> Iterator[None]:
+    """``celery -A workers <command>`` as a child process, until its log says ``ready``."""
     with log_file.open("w") as log:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers",
-                "worker",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", command, "--loglevel", "INFO",
+             *options],
+            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while "ready." not in log_file.read_text():
-            if worker.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the Celery worker did not start:\n{log_file.read_text()}")
+        while ready not in log_file.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"celery {command} did not start:\n{log_file.read_text()}")
             time.sleep(0.2)
         yield
     finally:
-        worker.terminate()
+        process.terminate()
         try:
-            worker.wait(timeout=20)
+            process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            worker.kill()
+            process.kill()
+
+
+@pytest.fixture
+def celery_worker(migrated_postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[None]:
+    """A real worker on the run's PostgreSQL and Redis."""
+    env = service_env(tmp_path, migrated_postgres_url, redis_url)
+    options = ("--pool", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat")
+    with celery_process("worker", env, tmp_path / "worker.log", "ready.", *options):
+        yield

@@ -12,7 +12,15 @@ from sqlalchemy import select
 from app.core import services
 from app.core.models import AuditEntry
 from app.extensions import db
-from tests.conftest import ROOT, People, make_app, service_env, sign_in, submit
+from tests.conftest import (
+    ROOT,
+    People,
+    celery_process,
+    make_app,
+    service_env,
+    sign_in,
+    submit,
+)
 
 
 def actions(app) -> list[str]:
@@ -141,23 +149,7 @@ def test_worker_refuses_to_start_without_redis(tmp_path):
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_beat_starts(migrated_postgres_url, redis_url, tmp_path):
-    env = {**os.environ, **service_env(tmp_path, migrated_postgres_url, redis_url)}
-    log_file = tmp_path / "beat.log"
-    with log_file.open("w") as log:
-        beat = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", "INFO"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while "beat: Starting" not in log_file.read_text():
-            assert beat.poll() is None, log_file.read_text()
-            assert time.monotonic() < deadline, log_file.read_text()
-            time.sleep(0.2)
-    finally:
-        beat.terminate()
-        beat.wait(timeout=20)
-    assert (tmp_path / "celerybeat-schedule").exists() or any(tmp_path.glob("celerybeat-schedule*"))
+    env = service_env(tmp_path, migrated_postgres_url, redis_url)
+    with celery_process("beat", env, tmp_path / "beat.log", "beat: Starting"):
+        pass
+    assert any(tmp_path.glob("celerybeat-schedule*"))  # kept in the instance folder

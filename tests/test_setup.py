@@ -105,3 +105,13 @@ def test_database_refuses_inconsistent_accounts(pg_app, pg_people):
             with pytest.raises(IntegrityError):
                 db.session.flush()
             db.session.rollback()
+
+
+def test_health_check_reports_the_database(app, tmp_path):
+    from tests.conftest import make_app
+
+    assert app.test_client().get("/healthz").get_json() == {"status": "ok"}
+    broken = make_app(f"sqlite:///{tmp_path}/missing-dir/x.db", STARTUP_CHECKS=False)
+    response = broken.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "database unavailable"}

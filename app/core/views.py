@@ -5,6 +5,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.core import services
 from app.core.access import Role, roles_required
@@ -28,8 +29,12 @@ def home():
 
 @bp.get("/healthz")
 def healthz():
-    """For load balancers: the database answers."""
-    db.session.execute(text("SELECT 1"))
+    """For load balancers: 200 while the database answers, 503 when it does not."""
+    try:
+        db.session.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        db.session.rollback()
+        return jsonify(status="database unavailable"), 503
     return jsonify(status="ok")
 
 
