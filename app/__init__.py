@@ -73,7 +73,7 @@ def _check_redis_url(redis_url: str | None) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
-    from app.core import i18n, jobs, security
+    from app.core import i18n, jobs, pii, security
     from app.core.base import alembic_render_item
     from app.core.errors import register_error_handlers
     from app.extensions import (
@@ -97,6 +97,7 @@ def _init_extensions(app: Flask) -> None:
     )
     csrf.init_app(app)
     limiter.init_app(app)
+    pii.init_app(app)
     i18n.init_app(app)
     _init_login(app, login_manager)
     security.init_app(app)
@@ -107,6 +108,7 @@ def _init_extensions(app: Flask) -> None:
     # Every model module, so metadata (Alembic, create_all) knows every table.
     from app.accounts import models as _accounts_models  # noqa: F401
     from app.core import models as _core_models  # noqa: F401
+    from app.demand import models as _demand_models  # noqa: F401
 
 
 def _init_login(app: Flask, login_manager) -> None:
@@ -129,9 +131,11 @@ def _init_login(app: Flask, login_manager) -> None:
 def _register_blueprints(app: Flask) -> None:
     from app.accounts.views import bp as accounts_bp
     from app.core.views import bp as core_bp
+    from app.demand.views import bp as demand_bp
 
     app.register_blueprint(core_bp)
     app.register_blueprint(accounts_bp)
+    app.register_blueprint(demand_bp)
 
 
 def _register_cli(app: Flask) -> None:

@@ -22,7 +22,7 @@ babel = Babel()
 limiter = Limiter(key_func=get_remote_address)
 
 # Task modules the worker imports; each holds named tasks (see workers/).
-TASK_MODULES = ["workers.system"]
+TASK_MODULES = ["workers.system", "workers.demand"]
 
 
 def celery_settings(app: Flask) -> dict:

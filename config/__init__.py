@@ -61,10 +61,17 @@ class Config:
     STARTUP_CHECK_TIMEOUT = 3
 
     CELERY: ClassVar[dict] = {}
+    # ID and phone numbers at rest (app/core/pii.py): comma-separated base64 32-byte keys, the
+    # first one encrypting; and the key of the lookup hash. Generated into instance/ in development.
+    PII_KEYS: str | None = None
+    PII_HASH_KEY: str | None = None
     # Behind a reverse proxy, how many X-Forwarded-* hops to trust (the client address is what
     # sign-in rate limits count by).
     TRUSTED_PROXY_COUNT = 0
     ITEMS_PER_PAGE = 25
+    # Plausible working age at the travel date; outside it, a typo in the ID is likelier.
+    WORKER_MIN_AGE = 16
+    WORKER_MAX_AGE = 70
 
     @classmethod
     def from_environment(cls) -> dict:
@@ -77,10 +84,16 @@ class Config:
             settings["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(env["DATABASE_URL"])
         if env.get("REDIS_URL"):
             settings["REDIS_URL"] = env["REDIS_URL"]
+        for name in ("PII_KEYS", "PII_HASH_KEY"):
+            if env.get(name):
+                settings[name] = env[name]
         if env.get("TIMEZONE"):
             settings["BABEL_DEFAULT_TIMEZONE"] = env["TIMEZONE"]
         if env.get("TRUSTED_PROXY_COUNT"):
             settings["TRUSTED_PROXY_COUNT"] = int(env["TRUSTED_PROXY_COUNT"])
+        for name in ("WORKER_MIN_AGE", "WORKER_MAX_AGE"):
+            if env.get(name):
+                settings[name] = int(env[name])
         if env.get("ITEMS_PER_PAGE"):
             settings["ITEMS_PER_PAGE"] = int(env["ITEMS_PER_PAGE"])
         return settings
@@ -94,6 +107,8 @@ class TestingConfig(Config):
     ENV_NAME = "testing"
     TESTING = True
     SECRET_KEY = "testing-secret-key"  # noqa: S105 - tests only
+    PII_KEYS = "dGVzdGluZy1rZXktdGVzdGluZy1rZXktdGVzdGluZzE"
+    PII_HASH_KEY = "dGVzdGluZy1oYXNoLWtleS10ZXN0aW5nLWhhc2gta2V5"
 
 
 class ProductionConfig(Config):

@@ -30,7 +30,7 @@ from app import create_app
 from app.accounts import services as accounts
 from app.core.access import Role
 from app.extensions import db, limiter
-from config import normalize_database_url
+from config import TestingConfig, normalize_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -88,6 +88,7 @@ def flask_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 def service_env(tmp: Path, database_url: str, redis_url: str | None = None) -> dict[str, str]:
     env = {
+        **TEST_PII_KEYS,
         "DATABASE_URL": database_url,
         "FANGANG_INSTANCE_PATH": str(tmp),
         "FANGANG_ENV": "development",
@@ -111,11 +112,15 @@ def migrated_postgres_url(postgres_url: str, tmp_path_factory) -> str:
 # --- apps ----------------------------------------------------------------------------------
 
 
+TEST_PII_KEYS = {"PII_KEYS": TestingConfig.PII_KEYS, "PII_HASH_KEY": TestingConfig.PII_HASH_KEY}
+
+
 def make_app(database_uri: str, **overrides) -> Flask:
     app = create_app(
         {
             "TESTING": True,
             "SECRET_KEY": "test-secret",
+            **TEST_PII_KEYS,
             "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_uri),
             "REDIS_URL": None,
             "RATELIMIT_STORAGE_URI": "memory://",
@@ -263,10 +268,22 @@ def celery_process(
     """``celery -A workers <command>`` as a child process, until its log says ``ready``."""
     with log_file.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", command, "--loglevel", "INFO",
-             *options],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers",
+                command,
+                "--loglevel",
+                "INFO",
+                *options,
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         while ready not in log_file.read_text():

@@ -5,7 +5,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
-from app.core.forms import identifier_validator
+from app.core.forms import CREDIT_CODE_MESSAGES, REGION_CODE_MESSAGES, identifier_validator
 from app.core.identity import validate_credit_code, validate_region_code
 
 DOMAIN_ERRORS = {
@@ -35,13 +35,13 @@ class OrganizationForm(FlaskForm):
         _l("Unified social credit code"),
         validators=[
             DataRequired(_l("Please enter the unified social credit code.")),
-            identifier_validator(validate_credit_code),
+            identifier_validator(validate_credit_code, CREDIT_CODE_MESSAGES),
         ],
         description=_l("18 characters, as printed on the business licence."),
     )
     region_code = StringField(
         _l("Region code"),
-        validators=[Optional(), identifier_validator(validate_region_code)],
+        validators=[Optional(), identifier_validator(validate_region_code, REGION_CODE_MESSAGES)],
         description=_l(
             "Six-digit GB/T 2260 code of the county where the organization is registered."
         ),

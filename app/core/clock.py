@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def local_today(timezone: str) -> date:
+    """Today's date where the users are (Asia/Shanghai by default), not on the server."""
+    return utcnow().astimezone(ZoneInfo(timezone)).date()

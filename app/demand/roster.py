@@ -1,0 +1,289 @@
+"""Roster rows: which column is which, and whether each row is a worker we can take (pure).
+
+The same checks serve the one-worker form, the file import and the API. Every problem names the
+row as the user sees it in Excel, the column as headed in their file, the value masked, and a
+reason code that the caller turns into a sentence in the user's language.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from app.core.identity import (
+    InvalidIdentifier,
+    birth_date_of,
+    check_age,
+    mask_id_number,
+    mask_mobile,
+    normalize_mobile,
+    validate_id_number,
+    validate_region_code,
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    field: str
+    header: str  # the template's Chinese header
+    english: str  # the template's English header
+    aliases: tuple[str, ...] = ()
+    required: bool = False
+    max_length: int = 100
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("name", "姓名", "Name", ("worker name", "full name"), required=True, max_length=50),
+    Column(
+        "id_number",
+        "身份证号",
+        "ID number",
+        ("身份证号码", "身份证", "居民身份证号码", "resident id number", "id"),
+        required=True,
+    ),
+    Column(
+        "phone",
+        "手机号",
+        "Mobile",
+        ("手机号码", "手机", "联系电话", "mobile number", "phone"),
+        required=True,
+    ),
+    Column(
+        "home_region_code",
+        "户籍地区代码",
+        "Home county code",
+        ("户籍地代码", "行政区划代码", "区划代码", "home region code"),
+        required=True,
+    ),
+    Column("home_region_name", "户籍地区", "Home county", ("户籍所在地", "户籍地", "home region")),
+    Column("group_tag", "分组", "Group", ("同乡分组", "村组", "group tag"), max_length=50),
+    Column("emergency_contact_name", "紧急联系人", "Emergency contact", (), max_length=50),
+    Column(
+        "emergency_contact_phone",
+        "紧急联系人电话",
+        "Emergency contact phone",
+        ("紧急联系电话", "emergency phone"),
+    ),
+)
+COLUMNS_BY_FIELD = {column.field: column for column in COLUMNS}
+
+
+def _header_key(text: str) -> str:
+    """Headers as people write them: full-width, spaced, starred as required, any case."""
+    folded = unicodedata.normalize("NFKC", text or "").lower()
+    folded = re.sub(r"[(（].*?[)）]", "", folded)  # "手机号（必填）"
+    return re.sub(r"[\s*_:：]+", "", folded)
+
+
+_HEADER_KEYS = {
+    _header_key(name): column.field
+    for column in COLUMNS
+    for name in (column.header, column.english, column.field, *column.aliases)
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    row: int
+    column: str  # as headed in the user's file
+    value: str  # masked
+    reason: str  # "<field>.<reason>", e.g. "id_number.check"
+    other_row: int | None = None
+    place: str | None = None  # another request, when the reason is a clash with it
+
+
+@dataclass
+class ColumnMap:
+    indexes: dict[str, int]  # field -> column index
+    headers: dict[str, str]  # field -> header as written in the file
+    unknown: list[str]
+    problems: list[Problem]
+
+
+def map_columns(headers: Sequence[str]) -> ColumnMap:
+    indexes: dict[str, int] = {}
+    written: dict[str, str] = {}
+    unknown: list[str] = []
+    problems: list[Problem] = []
+    for index, header in enumerate(headers):
+        if not header:
+            continue
+        known = _HEADER_KEYS.get(_header_key(header))
+        if known is None:
+            unknown.append(header)
+        elif known in indexes:
+            problems.append(Problem(1, header, "", "columns.duplicate", other_row=None))
+        else:
+            indexes[known] = index
+            written[known] = header
+    for column in COLUMNS:
+        if column.required and column.field not in indexes:
+            problems.append(Problem(1, column.header, "", "columns.missing"))
+    return ColumnMap(indexes, written, unknown, problems)
+
+
+@dataclass
+class WorkerData:
+    """One valid worker, normalised: ID upper-case, phones in E.164."""
+
+    name: str
+    id_number: str
+    phone: str
+    home_region_code: str
+    home_region_name: str | None = None
+    group_tag: str | None = None
+    emergency_contact_name: str | None = None
+    emergency_contact_phone: str | None = None
+    birth_date: date | None = None
+    row: int = 0
+
+
+@dataclass
+class RosterCheck:
+    workers: list[WorkerData] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AgeRule:
+    travel_date: date
+    min_age: int
+    max_age: int
+
+
+def _mask(field_name: str, value: object) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    if field_name == "id_number":
+        return mask_id_number(text)
+    if field_name in ("phone", "emergency_contact_phone"):
+        return mask_mobile(text)
+    return text if len(text) <= 30 else text[:29] + "…"
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = unicodedata.normalize("NFC", str(value)).strip()
+    return re.sub(r"\s+", " ", text) or None
+
+
+def check_worker(
+    values: dict[str, object],
+    today: date,
+    age_rule: AgeRule,
+    row: int = 0,
+    headers: dict[str, str] | None = None,
+) -> WorkerData | list[Problem]:
+    """One worker's fields (as typed or as read from a cell) -> WorkerData, or its problems."""
+    headers = headers or {}
+    problems: list[Problem] = []
+
+    def problem(field_name: str, reason: str) -> None:
+        column = headers.get(field_name) or COLUMNS_BY_FIELD[field_name].header
+        problems.append(
+            Problem(
+                row, column, _mask(field_name, values.get(field_name)), f"{field_name}.{reason}"
+            )
+        )
+
+    cleaned: dict[str, object] = {}
+    for column in COLUMNS:
+        raw = values.get(column.field)
+        if column.field == "id_number":
+            try:
+                id_number = validate_id_number(raw, today)
+                check_age(id_number, age_rule.travel_date, age_rule.min_age, age_rule.max_age)
+            except InvalidIdentifier as error:
+                problem("id_number", error.reason)
+            else:
+                cleaned["id_number"] = id_number
+            continue
+        if column.field in ("phone", "emergency_contact_phone"):
+            if raw is None or (isinstance(raw, str) and not raw.strip()):
+                if column.required:
+                    problem(column.field, "empty")
+                continue
+            try:
+                cleaned[column.field] = normalize_mobile(raw)
+            except InvalidIdentifier as error:
+                problem(column.field, error.reason)
+            continue
+        text = _text(raw)
+        if text is None:
+            if column.required:
+                problem(column.field, "empty")
+            continue
+        if column.field == "home_region_code":
+            try:
+                text = validate_region_code(text)
+            except InvalidIdentifier as error:
+                problem(column.field, error.reason)
+                continue
+        elif len(text) > column.max_length:
+            problem(column.field, "too_long")
+            continue
+        cleaned[column.field] = text
+    if problems:
+        return problems
+    id_number = str(cleaned["id_number"])
+    return WorkerData(
+        name=str(cleaned["name"]),
+        id_number=id_number,
+        phone=str(cleaned["phone"]),
+        home_region_code=str(cleaned["home_region_code"]),
+        home_region_name=cleaned.get("home_region_name"),  # type: ignore[arg-type]
+        group_tag=cleaned.get("group_tag"),  # type: ignore[arg-type]
+        emergency_contact_name=cleaned.get("emergency_contact_name"),  # type: ignore[arg-type]
+        emergency_contact_phone=cleaned.get("emergency_contact_phone"),  # type: ignore[arg-type]
+        birth_date=birth_date_of(id_number),
+        row=row,
+    )
+
+
+def check_rows(
+    rows: Sequence[tuple[int, Sequence[object]]],
+    columns: ColumnMap,
+    today: date,
+    age_rule: AgeRule,
+    on_progress: Callable[[int], None] | None = None,
+    progress_every: int = 500,
+) -> RosterCheck:
+    """Every row checked; nothing stops at the first problem. The same ID number twice in the
+    file is a problem on both rows, each naming the other."""
+    result = RosterCheck()
+    first_row_of: dict[str, int] = {}
+    for done, (row, cells) in enumerate(rows, start=1):
+        values = {
+            name: cells[index] if index < len(cells) else None
+            for name, index in columns.indexes.items()
+        }
+        checked = check_worker(values, today, age_rule, row, columns.headers)
+        if isinstance(checked, list):
+            result.problems.extend(checked)
+        elif checked.id_number in first_row_of:
+            first = first_row_of[checked.id_number]
+            header = columns.headers["id_number"]
+            masked = mask_id_number(checked.id_number)
+            result.problems.append(
+                Problem(row, header, masked, "id_number.duplicate_in_file", other_row=first)
+            )
+            result.problems.append(
+                Problem(first, header, masked, "id_number.duplicate_in_file", other_row=row)
+            )
+        else:
+            first_row_of[checked.id_number] = row
+            result.workers.append(checked)
+        if on_progress and done % progress_every == 0:
+            on_progress(done)
+    # A worker whose twin was found later must not be saved either.
+    duplicated = {p.row for p in result.problems if p.reason == "id_number.duplicate_in_file"}
+    result.workers = [worker for worker in result.workers if worker.row not in duplicated]
+    result.problems.sort(key=lambda p: (p.row, p.column))
+    return result

@@ -1,0 +1,602 @@
+"""Employers' operations: roster, imports, transport requests and their lifecycle.
+
+Services check the rules and the transitions, flush, audit, and leave the commit to the view or
+task. Rosters are written in bulk statements: a 10,000-row import is a handful of round trips.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
+
+from flask import current_app
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.accounts.models import Organization, User
+from app.core.clock import local_today, utcnow
+from app.core.errors import DomainError
+from app.core.identity import age_on, mask_id_number
+from app.core.jobs import enqueue_after_commit
+from app.core.pii import vault
+from app.core.services import record_audit
+from app.demand.models import (
+    CLAIMING_STATUSES,
+    EntryStatus,
+    ImportStatus,
+    RequestStatus,
+    RosterEntry,
+    RosterImport,
+    TransportRequest,
+    Worker,
+)
+from app.demand.roster import (
+    AgeRule,
+    Problem,
+    RosterCheck,
+    WorkerData,
+    check_rows,
+    map_columns,
+)
+from app.demand.spreadsheets import SpreadsheetError, read_table
+from app.extensions import db
+
+IMPORT_TASK = "fangang.demand.import_roster"
+
+
+def today() -> date:
+    return local_today(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+
+
+def age_rule(travel_date: date | None = None) -> AgeRule:
+    return AgeRule(
+        travel_date or today(),
+        current_app.config["WORKER_MIN_AGE"],
+        current_app.config["WORKER_MAX_AGE"],
+    )
+
+
+# --- workers -------------------------------------------------------------------------------
+
+
+def _worker_columns(data: WorkerData) -> dict:
+    pii = vault()
+    return {
+        "name": data.name,
+        "id_number_token": pii.encrypt(data.id_number),
+        "id_number_hash": pii.lookup_hash(data.id_number),
+        "birth_date": data.birth_date,
+        "phone_token": pii.encrypt(data.phone),
+        "phone_hash": pii.lookup_hash(data.phone),
+        "phone_last4": data.phone[-4:],
+        "home_region_code": data.home_region_code,
+        "home_region_name": data.home_region_name,
+        "group_tag": data.group_tag,
+        "emergency_contact_name": data.emergency_contact_name,
+        "emergency_contact_phone_token": (
+            pii.encrypt(data.emergency_contact_phone) if data.emergency_contact_phone else None
+        ),
+    }
+
+
+def worker_data(worker: Worker) -> WorkerData:
+    """The worker's fields in the clear, for the employer's own form and exports."""
+    pii = vault()
+    return WorkerData(
+        name=worker.name,
+        id_number=pii.decrypt(worker.id_number_token),
+        phone=pii.decrypt(worker.phone_token),
+        home_region_code=worker.home_region_code,
+        home_region_name=worker.home_region_name,
+        group_tag=worker.group_tag,
+        emergency_contact_name=worker.emergency_contact_name,
+        emergency_contact_phone=(
+            pii.decrypt(worker.emergency_contact_phone_token)
+            if worker.emergency_contact_phone_token
+            else None
+        ),
+        birth_date=worker.birth_date,
+    )
+
+
+def find_worker_by_id_number(organization_id: int, id_number: str) -> Worker | None:
+    return db.session.scalar(
+        select(Worker).where(
+            Worker.organization_id == organization_id,
+            Worker.id_number_hash == vault().lookup_hash(id_number),
+        )
+    )
+
+
+def create_worker(organization: Organization, data: WorkerData, actor: User) -> Worker:
+    if find_worker_by_id_number(organization.id, data.id_number) is not None:
+        raise DomainError("id_number.on_roster", field="id_number")
+    worker = Worker(organization_id=organization.id, **_worker_columns(data))
+    db.session.add(worker)
+    db.session.flush()
+    record_audit("worker.created", worker, actor)
+    return worker
+
+
+def update_worker(worker: Worker, data: WorkerData, actor: User) -> Worker:
+    existing = find_worker_by_id_number(worker.organization_id, data.id_number)
+    if existing is not None and existing.id != worker.id:
+        raise DomainError("id_number.on_roster", field="id_number")
+    for name, value in _worker_columns(data).items():
+        setattr(worker, name, value)
+    # Entries keep the hash their unique "one live place" index checks.
+    db.session.execute(
+        update(RosterEntry)
+        .where(RosterEntry.worker_id == worker.id)
+        .values(id_number_hash=worker.id_number_hash)
+    )
+    db.session.flush()
+    record_audit("worker.updated", worker, actor)
+    return worker
+
+
+def delete_worker(worker: Worker, actor: User) -> None:
+    on_request = db.session.scalar(
+        select(TransportRequest)
+        .join(RosterEntry)
+        .where(RosterEntry.worker_id == worker.id)
+        .order_by(TransportRequest.id.desc())
+        .limit(1)
+    )
+    if on_request is not None:
+        raise DomainError("worker.on_request")
+    record_audit("worker.deleted", worker, actor)
+    db.session.delete(worker)
+    db.session.flush()
+
+
+# --- places on live requests ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clash:
+    request_id: int
+    reference: str
+    own: bool  # on one of this organization's requests (else: another employer's)
+
+
+def live_places(
+    id_number_hashes: Iterable[str], organization_id: int, except_request_id: int | None = None
+) -> dict[str, Clash]:
+    """Which of these people already hold a place on a live request, and where."""
+    hashes = list(set(id_number_hashes))
+    found: dict[str, Clash] = {}
+    for start in range(0, len(hashes), 1000):
+        rows = db.session.execute(
+            select(RosterEntry.id_number_hash, TransportRequest)
+            .join(TransportRequest, RosterEntry.request_id == TransportRequest.id)
+            .where(
+                RosterEntry.holds_place,
+                RosterEntry.id_number_hash.in_(hashes[start : start + 1000]),
+                TransportRequest.id != (except_request_id or 0),
+            )
+        ).all()
+        for id_hash, request in rows:
+            own = request.organization_id == organization_id
+            found[id_hash] = Clash(request.id, request.reference if own else "", own)
+    return found
+
+
+def _claim_places(request: TransportRequest, entries: list[RosterEntry]) -> None:
+    """Give these entries their place; refuse all of them if any person already has one."""
+    clashes = live_places([e.id_number_hash for e in entries], request.organization_id, request.id)
+    if clashes:
+        raise DomainError("workers.on_other_request")
+    for entry in entries:
+        entry.holds_place = True
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:
+        # Another request took one of them between our check and our write.
+        for entry in entries:
+            entry.holds_place = False
+        raise DomainError("workers.on_other_request") from None
+
+
+def _release_places(request: TransportRequest) -> None:
+    db.session.execute(
+        update(RosterEntry)
+        .where(RosterEntry.request_id == request.id, RosterEntry.holds_place)
+        .values(holds_place=False)
+    )
+
+
+# --- transport requests --------------------------------------------------------------------
+
+REQUEST_FIELDS = (
+    "origin_region_code",
+    "origin_region_name",
+    "pickup_point",
+    "pickup_address",
+    "destination_region_code",
+    "destination_region_name",
+    "site_name",
+    "site_address",
+    "site_contact_name",
+    "site_contact_phone",
+    "earliest_departure",
+    "latest_departure",
+    "preferred_mode",
+)
+
+
+def _check_departure_window(fields: dict) -> None:
+    if fields["latest_departure"] < fields["earliest_departure"]:
+        raise DomainError("latest_departure.before_earliest", field="latest_departure")
+    if fields["earliest_departure"] < today():
+        raise DomainError("earliest_departure.past", field="earliest_departure")
+
+
+def create_request(organization: Organization, fields: dict, actor: User) -> TransportRequest:
+    _check_departure_window(fields)
+    request = TransportRequest(
+        organization_id=organization.id,
+        status=RequestStatus.DRAFT.value,
+        created_by_id=actor.id,
+        **{name: fields[name] for name in REQUEST_FIELDS},
+    )
+    db.session.add(request)
+    db.session.flush()
+    record_audit("request.created", request, actor)
+    return request
+
+
+def update_request(request: TransportRequest, fields: dict, actor: User) -> TransportRequest:
+    if request.status != RequestStatus.DRAFT:
+        raise DomainError("request.frozen")
+    _check_departure_window(fields)
+    for name in REQUEST_FIELDS:
+        setattr(request, name, fields[name])
+    db.session.flush()
+    record_audit("request.updated", request, actor)
+    return request
+
+
+def active_entries(request: TransportRequest) -> list[RosterEntry]:
+    return [entry for entry in request.entries if entry.status != EntryStatus.WITHDRAWN]
+
+
+def _transition(
+    request: TransportRequest,
+    allowed_from: Iterable[RequestStatus],
+    to: RequestStatus,
+    action: str,
+    actor: User,
+    **details,
+) -> None:
+    if request.status not in {status.value for status in allowed_from}:
+        raise DomainError(f"request.cannot_{action}")
+    previous = request.status
+    request.status = to.value
+    db.session.flush()
+    record_audit(f"request.{action}", request, actor, previous=previous, **details)
+
+
+def submit_request(request: TransportRequest, actor: User) -> None:
+    entries = active_entries(request)
+    if request.status == RequestStatus.DRAFT and not entries:
+        raise DomainError("request.no_workers")
+    _check_departure_window({name: getattr(request, name) for name in REQUEST_FIELDS})
+    _check_ages(request, [entry.worker for entry in entries])
+    _transition(
+        request,
+        [RequestStatus.DRAFT],
+        RequestStatus.SUBMITTED,
+        "submitted",
+        actor,
+        workers=len(entries),
+    )
+    request.submitted_at = utcnow()
+    _claim_places(request, entries)
+
+
+def withdraw_request(request: TransportRequest, actor: User) -> None:
+    """Submitted -> draft: the employer takes it back to change it."""
+    _transition(request, [RequestStatus.SUBMITTED], RequestStatus.DRAFT, "withdrawn", actor)
+    request.submitted_at = None
+    _release_places(request)
+
+
+def cancel_request(request: TransportRequest, actor: User) -> None:
+    live = [
+        RequestStatus.DRAFT,
+        RequestStatus.SUBMITTED,
+        RequestStatus.APPROVED,
+        RequestStatus.SCHEDULED,
+    ]
+    _transition(request, live, RequestStatus.CANCELLED, "cancelled", actor)
+    _release_places(request)
+
+
+def approve_request(request: TransportRequest, actor: User, reason: str | None = None) -> None:
+    _transition(request, [RequestStatus.SUBMITTED], RequestStatus.APPROVED, "approved", actor)
+    request.decided_at, request.decided_by_id = utcnow(), actor.id
+    request.decision_reason = reason or None
+
+
+def reject_request(request: TransportRequest, actor: User, reason: str) -> None:
+    if not (reason or "").strip():
+        raise DomainError("decision_reason.required", field="reason")
+    _transition(request, [RequestStatus.SUBMITTED], RequestStatus.REJECTED, "rejected", actor)
+    request.decided_at, request.decided_by_id = utcnow(), actor.id
+    request.decision_reason = reason.strip()
+    _release_places(request)
+
+
+def _check_ages(request: TransportRequest, workers: Iterable[Worker]) -> None:
+    rule = age_rule(request.earliest_departure)
+    for worker in workers:
+        years = age_on(worker.birth_date, rule.travel_date)
+        if not rule.min_age <= years <= rule.max_age:
+            raise DomainError("workers.age")
+
+
+ADDABLE = (RequestStatus.DRAFT, RequestStatus.SUBMITTED, RequestStatus.APPROVED)
+
+
+def add_workers(request: TransportRequest, workers: list[Worker], actor: User) -> int:
+    """Put roster workers on the request. On a submitted request they take their place at
+    once; on an approved one the request goes back to the coordinator for another look."""
+    if request.status not in {status.value for status in ADDABLE}:
+        raise DomainError("request.frozen")
+    if any(worker.organization_id != request.organization_id for worker in workers):
+        raise DomainError("workers.not_on_roster")
+    _check_ages(request, workers)
+    existing = {entry.worker_id: entry for entry in request.entries}
+    touched: list[RosterEntry] = []
+    for worker in workers:
+        entry = existing.get(worker.id)
+        if entry is None:
+            entry = RosterEntry(
+                request=request, worker=worker, id_number_hash=worker.id_number_hash
+            )
+            db.session.add(entry)
+        elif entry.status == EntryStatus.WITHDRAWN:
+            entry.status, entry.withdrawn_at = EntryStatus.PENDING.value, None
+        else:
+            continue
+        touched.append(entry)
+    if not touched:
+        return 0
+    db.session.flush()
+    if request.status in {status.value for status in CLAIMING_STATUSES}:
+        _claim_places(request, touched)
+    record_audit("request.workers_added", request, actor, count=len(touched))
+    if request.status == RequestStatus.APPROVED:
+        _transition(
+            request,
+            [RequestStatus.APPROVED],
+            RequestStatus.SUBMITTED,
+            "resubmitted",
+            actor,
+            reason="workers_added",
+        )
+        request.submitted_at = utcnow()
+    return len(touched)
+
+
+def withdraw_entry(entry: RosterEntry, actor: User) -> None:
+    """The worker will not travel: the place (and, later, the seat) is freed."""
+    if entry.status in (EntryStatus.WITHDRAWN, EntryStatus.BOARDED, EntryStatus.ARRIVED):
+        raise DomainError("entry.cannot_withdraw")
+    if entry.request.status in (
+        RequestStatus.COMPLETED,
+        RequestStatus.CANCELLED,
+        RequestStatus.REJECTED,
+    ):
+        raise DomainError("request.frozen")
+    entry.status = EntryStatus.WITHDRAWN.value
+    entry.withdrawn_at = utcnow()
+    entry.holds_place = False
+    db.session.flush()
+    record_audit("entry.withdrawn", entry, actor, request_id=entry.request_id)
+
+
+def status_counts(request_id: int) -> dict[str, int]:
+    rows = db.session.execute(
+        select(RosterEntry.status, func.count())
+        .where(RosterEntry.request_id == request_id)
+        .group_by(RosterEntry.status)
+    ).all()
+    counts = {status.value: 0 for status in EntryStatus}
+    counts.update(dict(rows))  # type: ignore[arg-type]
+    return counts
+
+
+# --- imports -------------------------------------------------------------------------------
+
+MAX_IMPORT_BYTES = 10 * 1024 * 1024
+
+
+def create_roster_import(
+    organization: Organization,
+    filename: str,
+    content: bytes,
+    actor: User,
+    request: TransportRequest | None = None,
+) -> RosterImport:
+    """Keep the file and queue the job that checks and saves it (in-process when embedded)."""
+    if len(content) > MAX_IMPORT_BYTES:
+        raise DomainError("file.too_large", field="file")
+    if not filename.lower().endswith((".xlsx", ".csv")):
+        raise DomainError("file.format", field="file")
+    if request is not None and request.status not in {status.value for status in ADDABLE}:
+        raise DomainError("request.frozen")
+    roster_import = RosterImport(
+        organization_id=organization.id,
+        request_id=request.id if request else None,
+        created_by_id=actor.id,
+        filename=filename[-200:],
+        content=content,
+    )
+    db.session.add(roster_import)
+    db.session.flush()
+    record_audit("roster.import_queued", roster_import, actor)
+    enqueue_after_commit(IMPORT_TASK, roster_import.id)
+    return roster_import
+
+
+def _problem_dict(problem: Problem) -> dict:
+    return {key: value for key, value in vars(problem).items() if value is not None}
+
+
+def run_roster_import(import_id: int, report_progress: Callable[[RosterImport], None]) -> None:
+    """Check every row, then save all of them in one go, or none.
+
+    Safe to run again: a finished import is left alone, an interrupted one starts over (nothing
+    of it was saved). ``report_progress`` is called now and then with the import row updated;
+    the task commits it so the page can show a progress bar.
+    """
+    roster_import = db.session.get(RosterImport, import_id)
+    if roster_import is None or roster_import.status in (ImportStatus.DONE, ImportStatus.FAILED):
+        return
+    roster_import.status = ImportStatus.VALIDATING.value
+    roster_import.processed_rows = 0
+    try:
+        table = read_table(roster_import.filename, roster_import.content or b"")
+    except SpreadsheetError as error:
+        _finish_import(roster_import, problem=f"file.{error.reason}")
+        return
+    columns = map_columns(table.headers)
+    roster_import.total_rows = len(table.rows)
+    roster_import.errors = []
+    report_progress(roster_import)
+    if columns.problems:
+        _finish_import(roster_import, problems=columns.problems, unknown=columns.unknown)
+        return
+
+    request = None
+    if roster_import.request_id is not None:
+        request = db.session.get(TransportRequest, roster_import.request_id)
+    rule = age_rule(request.earliest_departure if request else None)
+
+    def progress(done: int) -> None:
+        roster_import.processed_rows = done
+        report_progress(roster_import)
+
+    checked = check_rows(table.rows, columns, today(), rule, on_progress=progress)
+    roster_import.processed_rows = len(table.rows)
+    problems = checked.problems + _roster_clashes(roster_import, checked, columns.headers, request)
+    if problems:
+        _finish_import(roster_import, problems=problems, unknown=columns.unknown)
+        return
+    try:
+        with db.session.begin_nested():
+            _save_roster(roster_import, checked, request)
+    except DomainError as error:  # e.g. the request was submitted elsewhere meanwhile
+        _finish_import(roster_import, problem=error.code, unknown=columns.unknown)
+        return
+    _finish_import(roster_import, unknown=columns.unknown)
+
+
+def _roster_clashes(
+    roster_import: RosterImport,
+    checked: RosterCheck,
+    headers: dict[str, str],
+    request: TransportRequest | None,
+) -> list[Problem]:
+    """Rows that clash with what is saved: the same ID on the roster under another name, or
+    already holding a place on another live request."""
+    pii = vault()
+    hashes = {pii.lookup_hash(worker.id_number): worker for worker in checked.workers}
+    on_roster = dict(
+        db.session.execute(
+            select(Worker.id_number_hash, Worker.name).where(
+                Worker.organization_id == roster_import.organization_id
+            )
+        ).all()
+    )
+    header = headers.get("id_number", "身份证号")
+    problems = []
+    for id_hash, worker in hashes.items():
+        if id_hash in on_roster and on_roster[id_hash] != worker.name:
+            problems.append(
+                Problem(
+                    worker.row,
+                    headers.get("name", "姓名"),
+                    worker.name,
+                    "name.differs_on_roster",
+                    place=on_roster[id_hash],
+                )
+            )
+    if request is not None:
+        clashes = live_places(hashes, roster_import.organization_id, request.id)
+        for id_hash, clash in clashes.items():
+            worker = hashes[id_hash]
+            reason = "id_number.on_own_request" if clash.own else "id_number.on_other_request"
+            problems.append(
+                Problem(
+                    worker.row,
+                    header,
+                    mask_id_number(worker.id_number),
+                    reason,
+                    place=clash.reference or None,
+                )
+            )
+    return problems
+
+
+def _save_roster(
+    roster_import: RosterImport, checked: RosterCheck, request: TransportRequest | None
+) -> None:
+    organization_id = roster_import.organization_id
+    existing = dict(
+        db.session.execute(
+            select(Worker.id_number_hash, Worker.id).where(
+                Worker.organization_id == organization_id
+            )
+        ).all()
+    )
+    new_rows, changed_rows, worker_ids = [], [], []
+    for worker in checked.workers:
+        columns = _worker_columns(worker)
+        known = existing.get(columns["id_number_hash"])
+        if known is None:
+            new_rows.append({"organization_id": organization_id, **columns})
+        else:
+            changed_rows.append({"id": known, **columns, "updated_at": utcnow()})
+            worker_ids.append(known)
+    if new_rows:
+        inserted = db.session.execute(insert(Worker).returning(Worker.id), new_rows)
+        worker_ids.extend(inserted.scalars().all())
+    if changed_rows:
+        db.session.execute(update(Worker), changed_rows)
+    roster_import.added, roster_import.updated = len(new_rows), len(changed_rows)
+    actor = (
+        db.session.get(User, roster_import.created_by_id) if roster_import.created_by_id else None
+    )
+    if request is not None and worker_ids:
+        workers = db.session.scalars(select(Worker).where(Worker.id.in_(worker_ids))).all()
+        add_workers(request, list(workers), actor)  # type: ignore[arg-type]
+    record_audit(
+        "roster.imported", roster_import, actor, added=len(new_rows), updated=len(changed_rows)
+    )
+
+
+def _finish_import(
+    roster_import: RosterImport,
+    problems: list[Problem] | None = None,
+    unknown: list[str] | None = None,
+    problem: str | None = None,
+) -> None:
+    failed = bool(problems) or problem is not None
+    roster_import.status = (ImportStatus.FAILED if failed else ImportStatus.DONE).value
+    roster_import.problem = problem
+    roster_import.errors = [_problem_dict(p) for p in problems or []]
+    roster_import.unknown_columns = unknown or []
+    roster_import.content = None  # the file held PII: keep only what the result needs
+    roster_import.finished_at = utcnow()
+    db.session.flush()
+
+
+def mark_import_broken(import_id: int) -> None:
+    roster_import = db.session.get(RosterImport, import_id)
+    if roster_import is not None and roster_import.status != ImportStatus.DONE:
+        _finish_import(roster_import, problem="file.internal_error")

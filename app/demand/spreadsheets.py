@@ -1,0 +1,328 @@
+"""Reading and writing tables as .xlsx and .csv (pure: no Flask, no database).
+
+``read_table`` turns an uploaded file into a header row and numbered data rows; it knows nothing
+of what the columns mean. Values are handed back as the file holds them: an .xlsx number stays a
+number, so the caller can tell that an ID number was typed into a numeric cell (and has lost its
+last digits). ``write_xlsx`` and ``write_csv`` produce files that Excel on Chinese Windows opens
+correctly, with long digit strings kept as text and formula injection defused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import sys
+import unicodedata
+import zipfile
+from collections.abc import Callable, Collection, Generator, Iterable, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from functools import partial
+from itertools import chain, islice
+
+from openpyxl import Workbook, load_workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
+
+# Columns beyond this are ignored on reading: no roster is that wide, and a tiny file with one
+# cell in column XFD of every row would otherwise make every row 16,384 cells long.
+MAX_COLUMNS = 256
+# An .xlsx is a zip; refuse one whose parts would unpack to more than this (a zip bomb).
+MAX_XLSX_UNCOMPRESSED = 256 * 1024 * 1024
+# Tried in this order: UTF-8 (with or without BOM), then what Chinese Excel saves as "CSV".
+CSV_ENCODINGS = ("utf-8-sig", "gb18030")
+CSV_DELIMITERS = ",;\t"
+_SNIFF_CHARS = 16 * 1024
+_SNIFF_LINES = 50
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls, and password-protected .xlsx
+_ZIP_MAGIC = b"PK\x03\x04"
+
+# Every Unicode whitespace character (full-width space U+3000, NBSP...) plus the invisible ones
+# that copy-paste leaves behind (zero-width space, word joiner, BOM).
+_STRIP_CHARS = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()) + (
+    "\u200b\u200c\u200d\u2060\ufeff"
+)
+
+_INJECTION_START = ("=", "+", "-", "@", "\t", "\r")
+_PHONE_NUMBER = re.compile(r"\+?\d+")
+
+_WIDTH_SAMPLE_ROWS = 100
+_MIN_WIDTH = 8
+_MAX_WIDTH = 50
+_TEXT_MIN_WIDTH = 20  # an 18-digit ID number must show in full
+_EXACT_FLOAT = 2**53  # every integer up to this is exact as a float
+
+
+class SpreadsheetError(Exception):
+    """A file that cannot be read as a table.
+
+    ``reason`` is one of:
+
+    - ``"format"``: not .xlsx or .csv by its name, or an old binary Excel file (.xls, or one
+      renamed to .xlsx, or a password-protected workbook);
+    - ``"unreadable"``: a corrupt .xlsx, or a .csv that is neither UTF-8 nor GB18030 text;
+    - ``"empty"``: no non-empty row, so no header row;
+    - ``"too_many_rows"``: more data rows than allowed; ``detail`` is the limit.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Table:
+    """``headers``: the header row's cells as stripped str ("" for an empty one), trailing empty
+    ones dropped. ``rows``: ``(row number as Excel shows it, cells)`` for every non-empty row below
+    the header; cells are padded with None to the header width and are longer only when the row
+    has non-empty cells beyond it."""
+
+    headers: list[str]
+    rows: list[tuple[int, list[object]]]
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def read_table(filename: str, data: bytes, max_rows: int = 50_000) -> Table:
+    extension = os.path.splitext(filename.strip())[1].lower()
+    if extension == ".xlsx":
+        return _build_table(_xlsx_rows, data, max_rows)
+    if extension == ".csv":
+        return _read_csv(data, max_rows)
+    raise SpreadsheetError("format", extension.lstrip(".") or "no extension")
+
+
+def _strip(value: str) -> str:
+    return value.strip(_STRIP_CHARS)
+
+
+def _clean_row(raw: Sequence[object]) -> list[object]:
+    """Stripped cells, empty strings as None, trailing empty cells dropped ([] for a blank row)."""
+    cells: list[object] = []
+    for value in islice(raw, MAX_COLUMNS):
+        if isinstance(value, str):
+            value = _strip(value) or None
+        cells.append(value)
+    while cells and cells[-1] is None:
+        cells.pop()
+    return cells
+
+
+def _build_table(
+    source: Callable[[bytes], Generator[tuple[int, Sequence[object]], None, None]],
+    data: bytes,
+    max_rows: int,
+) -> Table:
+    headers: list[str] | None = None
+    rows: list[tuple[int, list[object]]] = []
+    # closing(): stopping early closes the workbook now, not when the generator is collected.
+    with closing(source(data)) as numbered_rows:
+        for number, raw in numbered_rows:
+            cells = _clean_row(raw)
+            if not cells:
+                continue
+            if headers is None:
+                headers = ["" if value is None else _strip(str(value)) for value in cells]
+                continue
+            if len(rows) >= max_rows:
+                raise SpreadsheetError("too_many_rows", str(max_rows))
+            if len(cells) < len(headers):
+                cells.extend([None] * (len(headers) - len(cells)))
+            rows.append((number, cells))
+    if headers is None:
+        raise SpreadsheetError("empty")
+    return Table(headers=headers, rows=rows)
+
+
+def _xlsx_rows(data: bytes) -> Generator[tuple[int, Sequence[object]], None, None]:
+    if data.startswith(_OLE_MAGIC):
+        raise SpreadsheetError("format", "xls")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except Exception as exc:
+        raise SpreadsheetError("unreadable", f"not a zip archive: {exc}") from exc
+    if unpacked > MAX_XLSX_UNCOMPRESSED:
+        raise SpreadsheetError("unreadable", f"unpacks to {unpacked} bytes")
+
+    try:
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:
+        raise SpreadsheetError("unreadable", f"{type(exc).__name__}: {exc}") from exc
+    try:
+        if not workbook.worksheets:
+            return
+        sheet = workbook.worksheets[0]
+        # The <dimension> a file declares is often wrong; read what is really there.
+        sheet.reset_dimensions()
+        # Rows missing from the file come back empty, so the count is Excel's row number.
+        yield from enumerate(sheet.iter_rows(values_only=True), start=1)
+    except SpreadsheetError:
+        raise
+    except Exception as exc:
+        # The sheet's XML is parsed while iterating: corruption shows up here too.
+        raise SpreadsheetError("unreadable", f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        workbook.close()
+
+
+def _read_csv(data: bytes, max_rows: int) -> Table:
+    head = data[: 4 * _SNIFF_CHARS]
+    if head.startswith((_ZIP_MAGIC, _OLE_MAGIC)) or b"\x00" in head:
+        raise SpreadsheetError("unreadable", "binary file, not CSV text")
+    for encoding in CSV_ENCODINGS:
+        try:
+            return _build_table(partial(_csv_rows, encoding=encoding), data, max_rows)
+        except UnicodeDecodeError:
+            continue
+    raise SpreadsheetError("unreadable", "neither UTF-8 nor GB18030 text")
+
+
+def _text(data: bytes, encoding: str) -> io.TextIOWrapper:
+    # Decoded as it is read, so a huge file stops being read at the row limit.
+    return io.TextIOWrapper(io.BytesIO(data), encoding=encoding, errors="strict", newline="")
+
+
+def _csv_rows(data: bytes, encoding: str) -> Generator[tuple[int, Sequence[object]], None, None]:
+    sample = _text(data, encoding).read(_SNIFF_CHARS)
+    if len(sample) == _SNIFF_CHARS and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]  # whole lines only
+    sample = "\n".join(sample.splitlines()[:_SNIFF_LINES])
+    delimiter = _sniff_delimiter(sample)
+    reader = csv.reader(_text(data, encoding), delimiter=delimiter)
+    try:
+        # A record is one Excel row, even when a quoted cell spans several lines.
+        yield from enumerate(reader, start=1)
+    except csv.Error as exc:
+        raise SpreadsheetError("unreadable", f"CSV: {exc}") from exc
+
+
+def _sniff_delimiter(sample: str) -> str:
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=CSV_DELIMITERS).delimiter
+    except csv.Error:
+        pass
+    # The sniffer wants consistent lines; failing that, trust the header line.
+    first = next((line for line in sample.splitlines() if line.strip()), "")
+    count, delimiter = max((first.count(d), d) for d in CSV_DELIMITERS)
+    return delimiter if count else ","
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _defuse(value: str) -> str:
+    """Prefix a cell that a spreadsheet would run as a formula with ``'``.
+
+    Phone numbers in E.164 (``+8613800138000``) and plain digit strings are left alone.
+    """
+    if value.startswith(_INJECTION_START) and not _PHONE_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def write_xlsx(
+    headers: list[str],
+    rows: Iterable[Sequence[object]],
+    text_columns: Collection[int] = (),
+    sheet_title: str = "Sheet1",
+) -> bytes:
+    text_columns = frozenset(text_columns)
+    rows = iter(rows)
+    sample = list(islice(rows, _WIDTH_SAMPLE_ROWS))
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(title=_sheet_title(sheet_title))
+    width = max([len(headers), *(len(row) for row in sample)])
+    for index in range(width):
+        column = sheet.column_dimensions[get_column_letter(index + 1)]
+        texts = [headers[index]] if index < len(headers) else []
+        texts += [_xlsx_text(row[index]) for row in sample if index < len(row)]
+        column.width = _column_width(texts, index in text_columns)
+        if index in text_columns:
+            # New cells typed into the column are text too (an empty template stays safe).
+            column.number_format = "@"
+    sheet.freeze_panes = "A2"
+
+    bold = Font(bold=True)
+    header_cells = []
+    for header in headers:
+        cell = WriteOnlyCell(sheet, value=_xlsx_value(header))
+        cell.font = bold
+        header_cells.append(cell)
+    sheet.append(header_cells)
+
+    for row in chain(sample, rows):
+        cells: list[object] = []
+        for index, value in enumerate(row):
+            if index in text_columns:
+                cell = WriteOnlyCell(sheet, value=_xlsx_value(_as_text(value)))
+                cell.number_format = "@"
+                cells.append(cell)
+            else:
+                cells.append(_xlsx_value(value))
+        sheet.append(cells)
+
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def write_csv(headers: list[str], rows: Iterable[Sequence[object]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    writer.writerow([_csv_value(header) for header in headers])
+    for row in rows:
+        writer.writerow([_csv_value(value) for value in row])
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def _csv_value(value: object) -> object:
+    return _defuse(value) if isinstance(value, str) else value
+
+
+def _xlsx_value(value: object) -> object:
+    if isinstance(value, str):
+        # Control characters make openpyxl refuse to save, and Excel refuse to open.
+        return _defuse(ILLEGAL_CHARACTERS_RE.sub("", value))
+    return value
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_FLOAT:
+        return str(int(value))  # 12345.0 -> "12345"
+    # A float beyond 2**53 has lost digits: "3.70102199001011e+17" shows it, where the integer
+    # "370102199001011200" would look like a valid but wrong ID number.
+    return str(value)
+
+
+def _xlsx_text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _display_width(text: str) -> int:
+    """Columns the text needs in Excel: Chinese characters count double; the widest line counts."""
+    return max(
+        sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in line[:_MAX_WIDTH])
+        for line in text.split("\n")
+    )
+
+
+def _column_width(texts: list[str], is_text: bool) -> int:
+    widest = max((_display_width(text) for text in texts), default=0) + 2
+    return min(max(widest, _TEXT_MIN_WIDTH if is_text else _MIN_WIDTH), _MAX_WIDTH)
+
+
+def _sheet_title(title: str) -> str:
+    # Excel: at most 31 characters, none of \ / ? * [ ] :
+    cleaned = re.sub(r"[\\/?*\[\]:]", "_", ILLEGAL_CHARACTERS_RE.sub("", title)).strip("'")
+    return cleaned[:31] or "Sheet1"

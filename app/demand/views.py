@@ -1,0 +1,489 @@
+from __future__ import annotations
+
+import contextlib
+from datetime import date
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.core.access import Role, get_visible_or_404, roles_required, select_visible
+from app.core.errors import DomainError
+from app.core.identity import InvalidIdentifier, normalize_mobile, validate_id_number
+from app.core.pii import vault
+from app.demand import exports, services
+from app.demand.forms import (
+    ENTRY_STATUS_NAMES,
+    MODE_NAMES,
+    REQUEST_STATUS_NAMES,
+    DecisionForm,
+    RosterImportForm,
+    TransportRequestForm,
+    WorkerForm,
+    message_for,
+    problem_text,
+)
+from app.demand.models import (
+    EntryStatus,
+    ImportStatus,
+    RequestStatus,
+    RosterEntry,
+    RosterImport,
+    TransportRequest,
+    Worker,
+)
+from app.extensions import db
+
+bp = Blueprint("demand", __name__, template_folder="templates")
+
+employer_only = roles_required(Role.EMPLOYER)
+
+
+@bp.app_context_processor
+def demand_names() -> dict:
+    return {
+        "request_status_names": REQUEST_STATUS_NAMES,
+        "entry_status_names": ENTRY_STATUS_NAMES,
+        "mode_names": MODE_NAMES,
+    }
+
+
+def _refuse(error: DomainError) -> None:
+    db.session.rollback()
+    flash(message_for(error.code), "error")
+
+
+def _per_page() -> int:
+    return current_app.config["ITEMS_PER_PAGE"]
+
+
+# --- roster --------------------------------------------------------------------------------
+
+
+def _roster_search(query, text: str):
+    """Name contains; ID and mobile numbers match exactly (through their hashes)."""
+    pii = vault()
+    conditions = [Worker.name.contains(text, autoescape=True), Worker.group_tag == text]
+    with contextlib.suppress(InvalidIdentifier):
+        conditions.append(
+            Worker.id_number_hash == pii.lookup_hash(validate_id_number(text, services.today()))
+        )
+    with contextlib.suppress(InvalidIdentifier):
+        conditions.append(Worker.phone_hash == pii.lookup_hash(normalize_mobile(text)))
+    return query.where(or_(*conditions))
+
+
+@bp.get("/roster")
+@employer_only
+def roster():
+    search = request.args.get("q", "").strip()
+    query = select_visible(Worker)
+    if search:
+        query = _roster_search(query, search)
+    page = db.paginate(query.order_by(Worker.name, Worker.id), per_page=_per_page())
+    return render_template(
+        "demand/roster.html", page=page, search=search, masked=exports.masked_worker
+    )
+
+
+@bp.route("/roster/new", methods=["GET", "POST"])
+@employer_only
+def new_worker():
+    form = WorkerForm()
+    if form.validate_on_submit() and form.check_worker(services.today(), services.age_rule()):
+        try:
+            worker = services.create_worker(current_user.organization, form.worker, current_user)
+        except DomainError as error:
+            db.session.rollback()
+            form.id_number.errors.append(message_for(error.code))
+        else:
+            db.session.commit()
+            flash(_("%(name)s added to the roster.", name=worker.name), "success")
+            return redirect(url_for("demand.roster"))
+    return render_template("demand/worker_form.html", form=form, worker=None)
+
+
+@bp.route("/roster/<int:worker_id>/edit", methods=["GET", "POST"])
+@employer_only
+def edit_worker(worker_id: int):
+    worker = get_visible_or_404(Worker, worker_id)
+    form = WorkerForm(data=vars(services.worker_data(worker)) if request.method == "GET" else None)
+    if form.validate_on_submit() and form.check_worker(services.today(), services.age_rule()):
+        try:
+            services.update_worker(worker, form.worker, current_user)
+        except DomainError as error:
+            db.session.rollback()
+            form.id_number.errors.append(message_for(error.code))
+        else:
+            db.session.commit()
+            flash(_("Changes to %(name)s saved.", name=worker.name), "success")
+            return redirect(url_for("demand.roster"))
+    return render_template("demand/worker_form.html", form=form, worker=worker)
+
+
+@bp.post("/roster/<int:worker_id>/delete")
+@employer_only
+def delete_worker(worker_id: int):
+    worker = get_visible_or_404(Worker, worker_id)
+    if FlaskForm().validate_on_submit():
+        name = worker.name
+        try:
+            services.delete_worker(worker, current_user)
+        except DomainError as error:
+            _refuse(error)
+        else:
+            db.session.commit()
+            flash(_("%(name)s removed from the roster.", name=name), "success")
+    return redirect(url_for("demand.roster"))
+
+
+@bp.get("/roster/export.<fmt>")
+@employer_only
+def export_roster(fmt: str):
+    workers = db.session.scalars(select_visible(Worker).order_by(Worker.name, Worker.id))
+    return exports.roster_file(workers, fmt, f"roster-{services.today():%Y%m%d}")
+
+
+@bp.get("/roster/template.<fmt>")
+@employer_only
+def roster_template(fmt: str):
+    return exports.roster_file([], fmt, "roster-template")
+
+
+# --- imports -------------------------------------------------------------------------------
+
+
+def _start_import(form: RosterImportForm, transport_request: TransportRequest | None):
+    upload = form.file.data
+    try:
+        roster_import = services.create_roster_import(
+            current_user.organization,
+            upload.filename or "roster",
+            upload.read(),
+            current_user,
+            transport_request,
+        )
+    except DomainError as error:
+        db.session.rollback()
+        form.file.errors = [*form.file.errors, message_for(error.code)]
+        return None
+    db.session.commit()  # the import runs after this: in-process, or on a Celery worker
+    return redirect(url_for("demand.roster_import", import_id=roster_import.id))
+
+
+@bp.route("/roster/import", methods=["GET", "POST"])
+@employer_only
+def import_roster():
+    form = RosterImportForm()
+    if form.validate_on_submit() and (started := _start_import(form, None)):
+        return started
+    return render_template("demand/import_form.html", form=form, transport_request=None)
+
+
+@bp.get("/roster/imports/<int:import_id>")
+@employer_only
+def roster_import(import_id: int):
+    roster_import = get_visible_or_404(RosterImport, import_id)
+    problems = [{**p, "text": problem_text(p)} for p in roster_import.errors[:500]]
+    running = roster_import.status in (ImportStatus.QUEUED, ImportStatus.VALIDATING)
+    return render_template(
+        "demand/import_result.html",
+        roster_import=roster_import,
+        problems=problems,
+        running=running,
+        problem=message_for(roster_import.problem) if roster_import.problem else None,
+    )
+
+
+@bp.get("/roster/imports/<int:import_id>/errors.<fmt>")
+@employer_only
+def roster_import_errors(import_id: int, fmt: str):
+    roster_import = get_visible_or_404(RosterImport, import_id)
+    return exports.problems_file(roster_import, fmt, problem_text)
+
+
+# --- transport requests --------------------------------------------------------------------
+
+
+@bp.get("/requests")
+@roles_required(Role.EMPLOYER, Role.ADMIN)
+def requests():
+    query = select_visible(TransportRequest)
+    status = request.args.get("status", "")
+    if status in RequestStatus.__members__.values():
+        query = query.where(TransportRequest.status == status)
+    query = _date_filters(query)
+    page = db.paginate(query.order_by(TransportRequest.id.desc()), per_page=_per_page())
+    return render_template("demand/requests.html", page=page, status=status, **_date_args())
+
+
+def _date_args() -> dict:
+    return {"date_from": request.args.get("from", ""), "date_to": request.args.get("to", "")}
+
+
+def _date_filters(query):
+    """Requests whose departure window overlaps the dates asked for."""
+    for arg, condition in (
+        ("from", lambda day: TransportRequest.latest_departure >= day),
+        ("to", lambda day: TransportRequest.earliest_departure <= day),
+    ):
+        try:
+            day = date.fromisoformat(request.args.get(arg, ""))
+        except ValueError:
+            continue
+        query = query.where(condition(day))
+    return query
+
+
+@bp.route("/requests/new", methods=["GET", "POST"])
+@employer_only
+def new_request():
+    form = TransportRequestForm()
+    if form.validate_on_submit():
+        try:
+            created = services.create_request(
+                current_user.organization, form.fields_dict(), current_user
+            )
+        except DomainError as error:
+            db.session.rollback()
+            getattr(form, error.field).errors.append(message_for(error.code))
+        else:
+            db.session.commit()
+            flash(_("Draft %(ref)s saved. Now add the workers.", ref=created.reference), "success")
+            return redirect(url_for("demand.request_workers", request_id=created.id))
+    return render_template("demand/request_form.html", form=form, transport_request=None)
+
+
+@bp.route("/requests/<int:request_id>/edit", methods=["GET", "POST"])
+@employer_only
+def edit_request(request_id: int):
+    transport_request = get_visible_or_404(TransportRequest, request_id)
+    form = TransportRequestForm(obj=transport_request)
+    if form.validate_on_submit():
+        try:
+            services.update_request(transport_request, form.fields_dict(), current_user)
+        except DomainError as error:
+            db.session.rollback()
+            target = getattr(form, error.field) if error.field else None
+            if target is None:
+                flash(message_for(error.code), "error")
+                return redirect(url_for("demand.request_detail", request_id=request_id))
+            target.errors.append(message_for(error.code))
+        else:
+            db.session.commit()
+            flash(_("Changes saved."), "success")
+            return redirect(url_for("demand.request_detail", request_id=request_id))
+    return render_template(
+        "demand/request_form.html", form=form, transport_request=transport_request
+    )
+
+
+@bp.get("/requests/<int:request_id>")
+@roles_required(Role.EMPLOYER, Role.COORDINATOR, Role.ADMIN)
+def request_detail(request_id: int):
+    transport_request = get_visible_or_404(TransportRequest, request_id)
+    status = request.args.get("status", "")
+    entries = select(RosterEntry).join(Worker).where(RosterEntry.request_id == request_id)
+    if status in EntryStatus.__members__.values():
+        entries = entries.where(RosterEntry.status == status)
+    page = db.paginate(entries.order_by(Worker.group_tag, Worker.name), per_page=50)
+    return render_template(
+        "demand/request_detail.html",
+        transport_request=transport_request,
+        counts=services.status_counts(request_id),
+        page=page,
+        status=status,
+        masked=exports.masked_worker,
+        decision_form=DecisionForm(),
+        action_form=FlaskForm(),
+    )
+
+
+@bp.route("/requests/<int:request_id>/workers", methods=["GET", "POST"])
+@employer_only
+def request_workers(request_id: int):
+    """Choose workers from the roster: a whole group, everyone, or one by one."""
+    transport_request = get_visible_or_404(TransportRequest, request_id)
+    on_request = select(RosterEntry.worker_id).where(
+        RosterEntry.request_id == request_id, RosterEntry.status != EntryStatus.WITHDRAWN
+    )
+    available = select_visible(Worker).where(Worker.id.not_in(on_request))
+    form = FlaskForm()
+    if form.validate_on_submit():
+        chosen = available
+        if request.form.get("group") == "*":
+            pass
+        elif "group" in request.form:
+            chosen = chosen.where(Worker.group_tag == (request.form["group"] or None))
+        else:
+            ids = [int(value) for value in request.form.getlist("worker") if value.isdigit()]
+            chosen = chosen.where(Worker.id.in_(ids))
+        workers = list(db.session.scalars(chosen))
+        try:
+            added = services.add_workers(transport_request, workers, current_user)
+            db.session.commit()
+        except DomainError as error:
+            _refuse(error)
+        except StaleDataError:
+            _refuse(DomainError("request.stale"))
+        else:
+            flash(_("%(count)s workers added.", count=added), "success")
+        return redirect(url_for("demand.request_workers", request_id=request_id))
+
+    search = request.args.get("q", "").strip()
+    listed = _roster_search(available, search) if search else available
+    page = db.paginate(listed.order_by(Worker.group_tag, Worker.name), per_page=100)
+    groups = db.session.execute(
+        available.with_only_columns(Worker.group_tag, func.count())
+        .group_by(Worker.group_tag)
+        .order_by(Worker.group_tag)
+    ).all()
+    return render_template(
+        "demand/request_workers.html",
+        transport_request=transport_request,
+        page=page,
+        groups=groups,
+        search=search,
+        form=form,
+        import_form=RosterImportForm(),
+        masked=exports.masked_worker,
+    )
+
+
+@bp.post("/requests/<int:request_id>/import")
+@employer_only
+def import_into_request(request_id: int):
+    transport_request = get_visible_or_404(TransportRequest, request_id)
+    form = RosterImportForm()
+    if form.validate_on_submit() and (started := _start_import(form, transport_request)):
+        return started
+    return render_template(
+        "demand/import_form.html", form=form, transport_request=transport_request
+    )
+
+
+TRANSITIONS = {
+    "submit": (services.submit_request, _l("Request submitted to the coordinators.")),
+    "withdraw": (services.withdraw_request, _l("Request taken back; it is a draft again.")),
+    "cancel": (services.cancel_request, _l("Request cancelled.")),
+}
+
+
+@bp.post("/requests/<int:request_id>/<any(submit, withdraw, cancel):action>")
+@employer_only
+def change_request(request_id: int, action: str):
+    transport_request = get_visible_or_404(TransportRequest, request_id)
+    if FlaskForm().validate_on_submit():
+        operation, done = TRANSITIONS[action]
+        _apply(lambda: operation(transport_request, current_user), done)
+    return redirect(url_for("demand.request_detail", request_id=request_id))
+
+
+def _apply(operation, done_message: str) -> None:
+    try:
+        operation()
+        db.session.commit()
+    except DomainError as error:
+        _refuse(error)
+    except StaleDataError:
+        _refuse(DomainError("request.stale"))
+    else:
+        flash(done_message, "success")
+
+
+@bp.post("/requests/<int:request_id>/entries/<int:entry_id>/withdraw")
+@employer_only
+def withdraw_entry(request_id: int, entry_id: int):
+    transport_request = get_visible_or_404(TransportRequest, request_id)
+    entry = db.session.get(RosterEntry, entry_id)
+    if entry is None or entry.request_id != transport_request.id:
+        abort(404)
+    if FlaskForm().validate_on_submit():
+        name = entry.worker.name
+        _apply(
+            lambda: services.withdraw_entry(entry, current_user),
+            _("%(name)s withdrawn from this request.", name=name),
+        )
+    return redirect(url_for("demand.request_detail", request_id=request_id))
+
+
+# --- coordinators --------------------------------------------------------------------------
+
+
+@bp.get("/queue")
+@roles_required(Role.COORDINATOR, Role.ADMIN)
+def queue():
+    query = select_visible(TransportRequest).where(
+        TransportRequest.status == RequestStatus.SUBMITTED
+    )
+    origin = request.args.get("origin", "").strip()
+    destination = request.args.get("destination", "").strip()
+    if origin:
+        query = query.where(
+            or_(
+                TransportRequest.origin_region_code.startswith(origin, autoescape=True),
+                TransportRequest.origin_region_name.contains(origin, autoescape=True),
+            )
+        )
+    if destination:
+        query = query.where(
+            or_(
+                TransportRequest.destination_region_code.startswith(destination, autoescape=True),
+                TransportRequest.destination_region_name.contains(destination, autoescape=True),
+            )
+        )
+    query = _date_filters(query)
+    page = db.paginate(
+        query.order_by(TransportRequest.submitted_at, TransportRequest.id), per_page=_per_page()
+    )
+    worker_counts = dict(
+        db.session.execute(
+            select(RosterEntry.request_id, func.count())
+            .where(
+                RosterEntry.request_id.in_([r.id for r in page.items]),
+                RosterEntry.status != EntryStatus.WITHDRAWN,
+            )
+            .group_by(RosterEntry.request_id)
+        ).all()
+    )
+    return render_template(
+        "demand/queue.html",
+        page=page,
+        worker_counts=worker_counts,
+        origin=origin,
+        destination=destination,
+        **_date_args(),
+    )
+
+
+@bp.post("/requests/<int:request_id>/<any(approve, reject):decision>")
+@roles_required(Role.COORDINATOR)
+def decide(request_id: int, decision: str):
+    transport_request = get_visible_or_404(TransportRequest, request_id)
+    form = DecisionForm()
+    if form.validate_on_submit():
+        reason = form.reason.data or ""
+        if decision == "approve":
+            _apply(
+                lambda: services.approve_request(transport_request, current_user, reason),
+                _("Request approved."),
+            )
+        else:
+            _apply(
+                lambda: services.reject_request(transport_request, current_user, reason),
+                _("Request rejected."),
+            )
+    return redirect(url_for("demand.request_detail", request_id=request_id))
