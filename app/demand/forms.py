@@ -6,7 +6,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import DateField, SelectField, StringField, TextAreaField
+from wtforms import DateField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from app.core.forms import (
@@ -220,7 +220,7 @@ class TransportRequestForm(FlaskForm):
     )
     preferred_mode = SelectField(
         _l("Preferred transport"),
-        choices=[(mode.value, label) for mode, label in MODE_NAMES.items()],
+        choices=[SelectChoice(mode.value, label) for mode, label in MODE_NAMES.items()],
         default=TravelMode.ANY.value,
     )
 

@@ -271,6 +271,9 @@ def new_request():
 @employer_only
 def edit_request(request_id: int):
     transport_request = get_visible_or_404(TransportRequest, request_id)
+    if transport_request.status != RequestStatus.DRAFT:
+        flash(message_for("request.frozen"), "error")
+        return redirect(url_for("demand.request_detail", request_id=request_id))
     form = TransportRequestForm(obj=transport_request)
     if form.validate_on_submit():
         try:

@@ -1,0 +1,461 @@
+"""The employer's half through its pages: roster, transport requests and their lifecycle, the
+coordinator's queue and decision, and who may see what."""
+
+import re
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from app.core.identity import id_number_check_character
+from app.demand.models import RosterEntry, TransportRequest, Worker
+from app.extensions import db
+from tests.conftest import People, sign_in, submit
+
+
+def id_number(first17: str) -> str:
+    return first17 + id_number_check_character(first17)
+
+
+ZHANG = id_number("50023519900101123")  # 500235199001011239
+LI = id_number("50023519920315456")
+SOON = date.today() + timedelta(days=10)
+
+
+def worker_form(**changes) -> dict:
+    return {
+        "name": "张三",
+        "id_number": ZHANG,
+        "phone": "13800138000",
+        "home_region_code": "500235",
+        "home_region_name": "重庆市云阳县",
+        "group_tag": "龙洞村",
+        **changes,
+    }
+
+
+def request_form(**changes) -> dict:
+    return {
+        "origin_region_code": "500235",
+        "origin_region_name": "重庆市 云阳县",
+        "pickup_point": "云阳汽车站",
+        "pickup_address": "云阳县滨江大道1号",
+        "destination_region_code": "370102",
+        "destination_region_name": "山东省 济南市 历下区",
+        "site_name": "历下区经十路工地",
+        "site_address": "经十路100号",
+        "site_contact_name": "王工",
+        "site_contact_phone": "0531-88886666",
+        "earliest_departure": SOON.isoformat(),
+        "latest_departure": (SOON + timedelta(days=2)).isoformat(),
+        "preferred_mode": "any",
+        **changes,
+    }
+
+
+def errors(response) -> list[str]:
+    return re.findall(r'class="error[^"]*" role="alert">([^<]+)', response.get_data(as_text=True))
+
+
+def flashes(client, url: str) -> list[str]:
+    return re.findall(r'class="flash[^"]*"[^>]*>([^<]+)', client.get(url).get_data(as_text=True))
+
+
+def add_worker(client, **changes):
+    response = submit(client, "/roster/new", worker_form(**changes))
+    assert response.status_code == 302, errors(response)
+
+
+def create_request(client, **changes) -> int:
+    response = submit(client, "/requests/new", request_form(**changes))
+    assert response.status_code == 302, errors(response)
+    return int(response.headers["Location"].split("/")[2])
+
+
+def add_everyone(client, request_id: int):
+    return submit(client, f"/requests/{request_id}/workers", {"group": "*"})
+
+
+def action(client, request_id: int, name: str, **data):
+    return submit(
+        client, f"/requests/{request_id}/{name}", data, form_url=f"/requests/{request_id}"
+    )
+
+
+# --- roster --------------------------------------------------------------------------------
+
+
+def test_add_edit_search_and_remove_a_worker(app, client_as):
+    client = client_as("employer")
+    add_worker(client, id_number=ZHANG.lower().replace("9", "９"), phone="+86 138-0013-8000")
+    roster = client.get("/roster").get_data(as_text=True)
+    assert "张三" in roster
+    assert "5002**********1239" in roster  # masked on the list
+    assert ZHANG not in roster
+    assert "138****8000" in roster
+
+    with app.app_context():
+        worker = db.session.scalar(select(Worker))
+        assert ZHANG not in worker.id_number_token  # encrypted at rest
+        worker_id = worker.id
+    edit_page = client.get(f"/roster/{worker_id}/edit").get_data(as_text=True)
+    assert ZHANG in edit_page  # whole for the employer who keeps the roster
+    response = submit(client, f"/roster/{worker_id}/edit", worker_form(name="张三丰"))
+    assert response.status_code == 302
+
+    # Whole ID and phone numbers find the worker exactly; names by part.
+    assert "张三丰" in client.get(f"/roster?q={ZHANG}").get_data(as_text=True)
+    assert "张三丰" in client.get("/roster?q=138 0013 8000").get_data(as_text=True)
+    assert "张三丰" in client.get("/roster?q=三丰").get_data(as_text=True)
+    assert "张三丰" not in client.get(f"/roster?q={LI}").get_data(as_text=True)
+
+    submit(client, f"/roster/{worker_id}/delete", form_url="/roster")
+    assert "<td>张三丰</td>" not in client.get("/roster").get_data(as_text=True)
+
+
+def test_worker_form_explains_every_problem_in_chinese(client_as):
+    client = client_as("employer")
+    response = submit(
+        client,
+        "/roster/new",
+        worker_form(
+            name="", id_number="3.70102E+17", phone="0531-88886666", home_region_code="5002"
+        ),
+    )
+    shown = errors(response)
+    assert response.status_code == 200
+    assert len(shown) == 4
+    assert any("Excel" in message for message in shown)  # lost digits: never repaired
+
+
+def test_one_worker_per_id_number_per_organization(client_as):
+    client = client_as("employer")
+    add_worker(client)
+    response = submit(client, "/roster/new", worker_form(name="张三二"))
+    assert response.status_code == 200
+    assert len(errors(response)) == 1
+    # Another employer may have the same person on its roster.
+    add_worker(client_as("employer_b"))
+
+
+def test_roster_export_has_whole_numbers_as_text(client_as):
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+
+    client = client_as("employer")
+    add_worker(client)
+    response = client.get("/roster/export.xlsx")
+    sheet = load_workbook(BytesIO(response.data)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][:3] == ("姓名", "身份证号", "手机号")
+    assert rows[1][1] == ZHANG  # a string, all 18 characters
+    assert sheet.cell(row=2, column=2).number_format == "@"
+    csv_text = client.get("/roster/export.csv").data.decode("utf-8-sig")
+    assert ZHANG in csv_text
+
+
+def test_roster_paginates(app, client_as, people):
+    from app.demand.roster import WorkerData
+    from app.demand.services import create_worker
+
+    with app.app_context():
+        from app.accounts.models import Organization, User
+
+        organization = db.session.get(Organization, people.organization_a_id)
+        actor = db.session.get(User, people.employer_a_id)
+        for n in range(30):
+            number = id_number(f"50023519900115{n:03d}")
+            create_worker(
+                organization,
+                WorkerData(f"工人{n:02d}", number, f"+86138{n:08d}", "500235",
+                           birth_date=date(1990, 1, 1)),
+                actor,
+            )  # fmt: skip
+        db.session.commit()
+    client = client_as("employer")
+    first = client.get("/roster").get_data(as_text=True)
+    assert 'rel="next"' in first
+    assert "工人00" in first
+    assert "工人29" in client.get("/roster?page=2").get_data(as_text=True)
+
+
+# --- access --------------------------------------------------------------------------------
+
+
+def test_employer_cannot_see_or_change_another_employers_workers_or_requests(app, client_as):
+    owner = client_as("employer")
+    add_worker(owner)
+    request_id = create_request(owner)
+    with app.app_context():
+        worker_id = db.session.scalar(select(Worker.id))
+
+    other = client_as("employer_b")
+    assert "张三" not in other.get("/roster").get_data(as_text=True)
+    assert other.get(f"/roster/{worker_id}/edit").status_code == 404
+    assert (
+        submit(other, f"/roster/{worker_id}/edit", worker_form(name="改名"), "/roster").status_code
+        == 404
+    )
+    assert submit(other, f"/roster/{worker_id}/delete", form_url="/roster").status_code == 404
+    assert other.get(f"/requests/{request_id}").status_code == 404
+    assert other.get(f"/requests/{request_id}/workers").status_code == 404
+    assert action(other, request_id, "cancel").status_code in (302, 404)
+    assert other.get("/requests").get_data(as_text=True).count("R20") == 0
+    with app.app_context():
+        assert db.session.get(Worker, worker_id).name == "张三"
+        assert db.session.get(TransportRequest, request_id).status == "draft"
+    # Nor can another employer's worker be slipped onto one's own request by id.
+    own_request = create_request(other)
+    submit(other, f"/requests/{own_request}/workers", {"worker": str(worker_id)})
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(RosterEntry)) == 0
+
+
+def test_coordinators_see_requests_of_their_region_only_once_submitted(app, client_as):
+    employer = client_as("employer")
+    add_worker(employer)
+    to_jinan = create_request(employer)  # destination 370102: inside the coordinator's 370100
+    add_everyone(employer, to_jinan)
+    elsewhere = create_request(
+        employer, destination_region_code="320100", destination_region_name="江苏省 南京市"
+    )
+
+    coordinator = client_as("coordinator")
+    assert coordinator.get(f"/requests/{to_jinan}").status_code == 404  # still a draft
+    action(employer, to_jinan, "submit")
+    assert coordinator.get(f"/requests/{to_jinan}").status_code == 200
+    assert coordinator.get(f"/requests/{elsewhere}").status_code == 404
+    assert coordinator.get("/roster").status_code == 403
+    assert employer.get("/queue").status_code == 403
+
+
+# --- the request lifecycle -----------------------------------------------------------------
+
+
+def test_full_request_lifecycle_through_the_pages(app, client_as):
+    employer = client_as("employer")
+    add_worker(employer)
+    add_worker(employer, name="李四", id_number=LI, phone="13800138001", group_tag="石门村")
+    request_id = create_request(employer)
+
+    # A draft without workers cannot be submitted.
+    action(employer, request_id, "submit")
+    with app.app_context():
+        assert db.session.get(TransportRequest, request_id).status == "draft"
+
+    # A whole group at once.
+    submit(employer, f"/requests/{request_id}/workers", {"group": "龙洞村"})
+    page = employer.get(f"/requests/{request_id}").get_data(as_text=True)
+    assert "张三" in page
+    assert "李四" not in page
+    add_everyone(employer, request_id)
+    assert "李四" in employer.get(f"/requests/{request_id}").get_data(as_text=True)
+
+    # Edit while a draft, then submit: frozen.
+    response = submit(
+        employer, f"/requests/{request_id}/edit", request_form(site_name="新工地"),
+        form_url=f"/requests/{request_id}/edit",
+    )  # fmt: skip
+    assert response.status_code == 302
+    action(employer, request_id, "submit")
+    assert employer.get(f"/requests/{request_id}/edit").status_code == 302  # refused, back
+
+    # Take it back, submit again.
+    action(employer, request_id, "withdraw")
+    with app.app_context():
+        assert db.session.get(TransportRequest, request_id).status == "draft"
+    action(employer, request_id, "submit")
+
+    # The coordinator's queue, with its filters.
+    coordinator = client_as("coordinator")
+    queue = coordinator.get("/queue").get_data(as_text=True)
+    assert f'href="/requests/{request_id}"' in queue
+    assert f'href="/requests/{request_id}"' in coordinator.get("/queue?origin=云阳").get_data(
+        as_text=True
+    )
+    assert f'href="/requests/{request_id}"' not in coordinator.get("/queue?origin=5001").get_data(
+        as_text=True
+    )
+    late = (SOON + timedelta(days=30)).isoformat()
+    assert f'href="/requests/{request_id}"' not in coordinator.get(f"/queue?from={late}").get_data(
+        as_text=True
+    )
+
+    # Rejecting needs a reason; the employer sees it.
+    action(coordinator, request_id, "reject", reason="")
+    with app.app_context():
+        assert db.session.get(TransportRequest, request_id).status == "submitted"
+    action(coordinator, request_id, "reject", reason="日期与专列不符，请改为下周")
+    with app.app_context():
+        assert db.session.get(TransportRequest, request_id).status == "rejected"
+    assert "日期与专列不符" in employer.get(f"/requests/{request_id}").get_data(as_text=True)
+
+    # A new request for the same workers, approved this time.
+    second = create_request(employer)
+    add_everyone(employer, second)
+    action(employer, second, "submit")
+    action(coordinator, second, "approve", reason="")
+    with app.app_context():
+        approved = db.session.get(TransportRequest, second)
+        assert approved.status == "approved"
+        assert approved.decided_by_id is not None
+
+    # One worker withdraws: counted as withdrawn, place freed.
+    with app.app_context():
+        entry = db.session.scalar(select(RosterEntry).where(RosterEntry.request_id == second))
+        entry_id = entry.id
+    submit(
+        employer, f"/requests/{second}/entries/{entry_id}/withdraw", form_url=f"/requests/{second}"
+    )
+    with app.app_context():
+        entry = db.session.get(RosterEntry, entry_id)
+        assert entry.status == "withdrawn"
+        assert entry.holds_place is False
+
+    # Adding a worker back to an approved request sends it back to the coordinator.
+    add_everyone(employer, second)
+    with app.app_context():
+        assert db.session.get(TransportRequest, second).status == "submitted"
+
+    # Cancelled: every place freed.
+    action(employer, second, "cancel")
+    with app.app_context():
+        assert db.session.get(TransportRequest, second).status == "cancelled"
+        assert db.session.scalar(select(func.count()).where(RosterEntry.holds_place)) == 0
+
+    # Every step is in the audit log.
+    from app.core.models import AuditEntry
+
+    with app.app_context():
+        audited = set(db.session.scalars(select(AuditEntry.action)))
+    assert {
+        "request.submitted",
+        "request.withdrawn",
+        "request.rejected",
+        "request.approved",
+        "entry.withdrawn",
+        "request.resubmitted",
+        "request.cancelled",
+    } <= audited
+
+
+def test_request_form_refuses_bad_dates_and_codes(client_as):
+    employer = client_as("employer")
+    response = submit(
+        employer,
+        "/requests/new",
+        request_form(
+            earliest_departure=(SOON + timedelta(days=5)).isoformat(),
+            latest_departure=SOON.isoformat(),
+            origin_region_code="5002",
+            site_contact_phone="call me",
+        ),
+    )
+    assert response.status_code == 200
+    assert len(errors(response)) == 3
+    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    response = submit(employer, "/requests/new", request_form(earliest_departure=yesterday))
+    assert response.status_code == 200
+    assert len(errors(response)) == 1
+
+
+def test_status_counts_on_the_request_page(client_as):
+    employer = client_as("employer")
+    add_worker(employer)
+    add_worker(employer, name="李四", id_number=LI, phone="13800138001")
+    request_id = create_request(employer)
+    add_everyone(employer, request_id)
+    page = employer.get(f"/requests/{request_id}").get_data(as_text=True)
+    assert re.search(r"<strong>2</strong>\s*(待核验|Pending check)", page)
+    pending_only = employer.get(f"/requests/{request_id}?status=pending").get_data(as_text=True)
+    assert "张三" in pending_only
+
+
+def test_worker_too_old_on_the_departure_date_is_refused(app, client_as):
+    employer = client_as("employer")
+    old = id_number("11010519550601123")  # 71 at the end of 2026
+    with app.app_context():
+        app.config["WORKER_MAX_AGE"] = 80  # the roster allows them...
+    add_worker(employer, id_number=old)
+    with app.app_context():
+        app.config["WORKER_MAX_AGE"] = 70  # ...the request does not
+    request_id = create_request(employer)
+    add_everyone(employer, request_id)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(RosterEntry)) == 0
+
+
+# --- one person, one live place (PostgreSQL) -----------------------------------------------
+
+
+@pytest.mark.postgres
+def test_a_worker_cannot_hold_places_on_two_live_requests(pg_app, pg_people):
+    employer_a, employer_b = pg_app.test_client(), pg_app.test_client()
+    sign_in(employer_a, People.EMAILS["employer"])
+    sign_in(employer_b, People.EMAILS["employer_b"])
+    # The same person on both employers' rosters: allowed.
+    add_worker(employer_a)
+    add_worker(employer_b)
+    first = create_request(employer_a)
+    add_everyone(employer_a, first)
+    action(employer_a, first, "submit")
+
+    second = create_request(employer_b)
+    add_everyone(employer_b, second)
+    action(employer_b, second, "submit")
+    with pg_app.app_context():
+        assert db.session.get(TransportRequest, second).status == "draft"
+    assert any(
+        "另一" in text or "another" in text for text in flashes(employer_b, f"/requests/{second}")
+    )
+
+    # Once the first request is cancelled, the place is free.
+    action(employer_a, first, "cancel")
+    action(employer_b, second, "submit")
+    with pg_app.app_context():
+        assert db.session.get(TransportRequest, second).status == "submitted"
+
+
+@pytest.mark.postgres
+def test_the_database_itself_refuses_a_second_live_place(pg_app, pg_people):
+    """Even code that skips the services (or two servers racing) cannot give one person two
+    live places: a partial unique index holds."""
+    from sqlalchemy.exc import IntegrityError
+
+    employer = pg_app.test_client()
+    sign_in(employer, People.EMAILS["employer"])
+    add_worker(employer)
+    first, second = create_request(employer), create_request(employer)
+    add_everyone(employer, first)
+    add_everyone(employer, second)
+    with pg_app.app_context():
+        entries = db.session.scalars(select(RosterEntry).order_by(RosterEntry.id)).all()
+        entries[0].holds_place = True
+        db.session.flush()
+        entries[1].holds_place = True
+        with pytest.raises(IntegrityError):
+            db.session.flush()
+        db.session.rollback()
+
+
+@pytest.mark.postgres
+def test_two_people_changing_one_request_get_a_clear_refusal(pg_app, pg_people):
+    """Optimistic locking: the second save of a stale copy is refused, not silently applied."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    employer = pg_app.test_client()
+    sign_in(employer, People.EMAILS["employer"])
+    request_id = create_request(employer)
+    with pg_app.app_context():
+        engine = db.engine
+        from sqlalchemy.orm import Session
+
+        with Session(engine) as first, Session(engine) as second:
+            one = first.get(TransportRequest, request_id)
+            two = second.get(TransportRequest, request_id)
+            one.site_name = "甲"
+            first.commit()
+            two.site_name = "乙"
+            with pytest.raises(StaleDataError):
+                second.commit()
