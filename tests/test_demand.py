@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from app.core.clock import local_today
 from app.core.identity import id_number_check_character
 from app.demand.models import RosterEntry, TransportRequest, Worker
 from app.extensions import db
@@ -19,7 +20,8 @@ def id_number(first17: str) -> str:
 
 ZHANG = id_number("50023519900101123")  # 500235199001011239
 LI = id_number("50023519920315456")
-SOON = date.today() + timedelta(days=10)
+TODAY = local_today("Asia/Shanghai")
+SOON = TODAY + timedelta(days=10)
 
 
 def worker_form(**changes) -> dict:
@@ -354,7 +356,7 @@ def test_request_form_refuses_bad_dates_and_codes(client_as):
     )
     assert response.status_code == 200
     assert len(errors(response)) == 3
-    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    yesterday = (TODAY - timedelta(days=1)).isoformat()
     response = submit(employer, "/requests/new", request_form(earliest_departure=yesterday))
     assert response.status_code == 200
     assert len(errors(response)) == 1
