@@ -5,11 +5,19 @@ Each domain adds its demo data here as it lands. Running the command again chang
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 from flask.cli import AppGroup
+from sqlalchemy import select
 
 from app.accounts import services as accounts
+from app.accounts.models import Organization, User
 from app.core.access import Role
+from app.core.identity import id_number_check_character
+from app.demand import services as demand
+from app.demand.models import Worker
+from app.demand.roster import WorkerData
 from app.extensions import db
 
 demo_cli = AppGroup("demo", help="Demo data.")
@@ -44,6 +52,8 @@ def seed_command():
         if accounts.find_user_by_email(email) is None:
             organization = None if organization_index is None else organizations[organization_index]
             accounts.create_user(email, DEMO_PASSWORD, role, name, organization, region_code)
+    for index, organization in enumerate(organizations):
+        _seed_demand(organization, index)
     db.session.commit()
 
     click.echo(f"Demo accounts (password for all: {DEMO_PASSWORD}):")
@@ -52,3 +62,47 @@ def seed_command():
         if organization_index is not None:
             where = f" — {DEMO_ORGANIZATIONS[organization_index][0]}"
         click.echo(f"  {role.value:<12} {email:<38} {name}{where}")
+
+
+# Home counties of the demo workers (Chongqing and Sichuan, as in the K4016 campaign).
+DEMO_COUNTIES = [("500235", "重庆市云阳县", "龙洞村"), ("500236", "重庆市奉节县", "石门村"),
+                 ("511602", "四川省广安市广安区", "花桥村")]  # fmt: skip
+DEMO_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+DEMO_GIVEN = ["建国", "志强", "秀英", "桂兰", "海军", "明", "小红", "国平", "德华", "春梅"]
+
+
+def _seed_demand(organization: Organization, index: int) -> None:
+    """Thirty workers in three village groups, and one submitted transport request."""
+    if db.session.scalar(select(Worker.id).where(Worker.organization_id == organization.id)):
+        return
+    hr = db.session.scalar(select(User).where(User.organization_id == organization.id))
+    workers = []
+    for n in range(30):
+        code, county, village = DEMO_COUNTIES[n % 3]
+        first17 = f"{code}19{75 + n % 25:02d}{1 + n % 12:02d}{1 + n % 28:02d}{index}{n:02d}"
+        data = WorkerData(
+            name=DEMO_SURNAMES[(n + index * 7) % 20] + DEMO_GIVEN[n % 10],
+            id_number=first17 + id_number_check_character(first17),
+            phone=f"+86139{index:02d}{n:06d}",
+            home_region_code=code,
+            home_region_name=county,
+            group_tag=village,
+        )
+        workers.append(demand.create_worker(organization, data, hr))
+    departure = demand.today() + timedelta(days=7 + index)
+    request = demand.create_request(
+        organization,
+        {
+            "origin_region_code": "500235", "origin_region_name": "重庆市 云阳县",
+            "pickup_point": "云阳汽车站", "pickup_address": "云阳县双江街道滨江大道",
+            "destination_region_code": organization.region_code or "370100",
+            "destination_region_name": "山东省 济南市",
+            "site_name": f"{organization.name}项目部", "site_address": "济南市经十路",
+            "site_contact_name": "赵经理", "site_contact_phone": "0531-88886666",
+            "earliest_departure": departure, "latest_departure": departure + timedelta(days=2),
+            "preferred_mode": "any",
+        },
+        hr,
+    )  # fmt: skip
+    demand.add_workers(request, [w for w in workers if w.home_region_code == "500235"], hr)
+    demand.submit_request(request, hr)

@@ -3,6 +3,7 @@
 from sqlalchemy import func, select
 
 from app.accounts.models import Organization, User
+from app.demand.models import TransportRequest, Worker
 from app.extensions import db
 from tests.conftest import CREDIT_CODE_A, sign_in
 
@@ -94,3 +95,6 @@ def test_demo_seed_prints_credentials_that_work_and_runs_twice(app):
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Organization)) == 2
         assert db.session.scalar(select(func.count()).select_from(User)) == 4
+        assert db.session.scalar(select(func.count()).select_from(Worker)) == 60
+        submitted = db.session.scalars(select(TransportRequest.status)).all()
+        assert submitted == ["submitted", "submitted"]

@@ -15,7 +15,6 @@ from datetime import date
 
 from app.core.identity import (
     InvalidIdentifier,
-    birth_date_of,
     check_age,
     mask_id_number,
     mask_mobile,
@@ -137,7 +136,6 @@ class WorkerData:
     group_tag: str | None = None
     emergency_contact_name: str | None = None
     emergency_contact_phone: str | None = None
-    birth_date: date | None = None
     row: int = 0
 
 
@@ -242,7 +240,6 @@ def check_worker(
         group_tag=cleaned.get("group_tag"),  # type: ignore[arg-type]
         emergency_contact_name=cleaned.get("emergency_contact_name"),  # type: ignore[arg-type]
         emergency_contact_phone=cleaned.get("emergency_contact_phone"),  # type: ignore[arg-type]
-        birth_date=birth_date_of(id_number),
         row=row,
     )
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from app.accounts.models import Organization, User
 from app.core.clock import local_today, utcnow
 from app.core.errors import DomainError
-from app.core.identity import age_on, mask_id_number
+from app.core.identity import age_on, birth_date_of, mask_id_number
 from app.core.jobs import enqueue_after_commit
 from app.core.pii import vault
 from app.core.services import record_audit
@@ -66,7 +66,7 @@ def _worker_columns(data: WorkerData) -> dict:
         "name": data.name,
         "id_number_token": pii.encrypt(data.id_number),
         "id_number_hash": pii.lookup_hash(data.id_number),
-        "birth_date": data.birth_date,
+        "birth_date": birth_date_of(data.id_number),
         "phone_token": pii.encrypt(data.phone),
         "phone_hash": pii.lookup_hash(data.phone),
         "phone_last4": data.phone[-4:],
@@ -96,7 +96,6 @@ def worker_data(worker: Worker) -> WorkerData:
             if worker.emergency_contact_phone_token
             else None
         ),
-        birth_date=worker.birth_date,
     )
 
 
