@@ -2,7 +2,7 @@
 coordinator's queue and decision, and who may see what."""
 
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -170,8 +170,7 @@ def test_roster_paginates(app, client_as, people):
             number = id_number(f"50023519900115{n:03d}")
             create_worker(
                 organization,
-                WorkerData(f"工人{n:02d}", number, f"+86138{n:08d}", "500235",
-                           birth_date=date(1990, 1, 1)),
+                WorkerData(f"工人{n:02d}", number, f"+86138{n:08d}", "500235"),
                 actor,
             )  # fmt: skip
         db.session.commit()
