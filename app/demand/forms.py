@@ -119,7 +119,7 @@ def problem_text(problem: dict) -> str:
 class WorkerForm(FlaskForm):
     """The fields are checked by the same rules as an imported row (demand/roster.py)."""
 
-    name = StringField(_l("Name"))
+    name = StringField(_l("Full name"))
     id_number = StringField(_l("ID number"))
     phone = StringField(_l("Mobile"))
     home_region_code = StringField(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import date
 
 from flask import (
@@ -86,16 +87,34 @@ def _roster_search(query, text: str):
     return query.where(or_(*conditions))
 
 
-@bp.get("/roster")
+NUMBER_RUN = re.compile(r"\d{7,}")
+
+
+def _search_text() -> tuple[str, str | None]:
+    """The search typed, and what of it may go into page links. Searches are posted, and an
+    ID or phone number never goes into a URL (URLs end up in logs and browser history)."""
+    if request.method == "POST":
+        text = request.form.get("q", "") if FlaskForm().validate_on_submit() else ""
+    else:
+        text = request.args.get("q", "")
+    text = text.strip()
+    return text, None if NUMBER_RUN.search(text.replace(" ", "")) else text or None
+
+
+@bp.route("/roster", methods=["GET", "POST"])
 @employer_only
 def roster():
-    search = request.args.get("q", "").strip()
+    search, linkable = _search_text()
     query = select_visible(Worker)
     if search:
         query = _roster_search(query, search)
     page = db.paginate(query.order_by(Worker.name, Worker.id), per_page=_per_page())
     return render_template(
-        "demand/roster.html", page=page, search=search, masked=exports.masked_worker
+        "demand/roster.html",
+        page=page,
+        search=search,
+        linkable=linkable,
+        masked=exports.masked_worker,
     )
 
 
@@ -325,7 +344,7 @@ def request_workers(request_id: int):
     )
     available = select_visible(Worker).where(Worker.id.not_in(on_request))
     form = FlaskForm()
-    if form.validate_on_submit():
+    if "q" not in request.form and form.validate_on_submit():
         chosen = available
         if request.form.get("group") == "*":
             pass
@@ -346,7 +365,7 @@ def request_workers(request_id: int):
             flash(_("%(count)s workers added.", count=added), "success")
         return redirect(url_for("demand.request_workers", request_id=request_id))
 
-    search = request.args.get("q", "").strip()
+    search, linkable = _search_text()
     listed = _roster_search(available, search) if search else available
     page = db.paginate(listed.order_by(Worker.group_tag, Worker.name), per_page=100)
     groups = db.session.execute(
@@ -360,6 +379,7 @@ def request_workers(request_id: int):
         page=page,
         groups=groups,
         search=search,
+        linkable=linkable,
         form=form,
         import_form=RosterImportForm(),
         masked=exports.masked_worker,
