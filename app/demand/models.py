@@ -230,7 +230,8 @@ class RosterImport(db.Model):
     )
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     filename: Mapped[str] = mapped_column(String(200))
-    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Deferred: progress updates reload the row without its file.
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     status: Mapped[str] = mapped_column(String(16), default=ImportStatus.QUEUED.value)
     total_rows: Mapped[int] = mapped_column(default=0)
     processed_rows: Mapped[int] = mapped_column(default=0)

@@ -1,0 +1,1 @@
+"""Benchmarks: ``.venv/bin/python -m benchmarks.<name> --help`` (see benchmarks/README.md)."""
