@@ -121,34 +121,33 @@ def roster():
 @bp.route("/roster/new", methods=["GET", "POST"])
 @employer_only
 def new_worker():
-    form = WorkerForm()
-    if form.validate_on_submit() and form.check_worker(services.today(), services.age_rule()):
-        try:
-            worker = services.create_worker(current_user.organization, form.worker, current_user)
-        except DomainError as error:
-            db.session.rollback()
-            form.id_number.errors.append(message_for(error.code))
-        else:
-            db.session.commit()
-            flash(_("%(name)s added to the roster.", name=worker.name), "success")
-            return redirect(url_for("demand.roster"))
-    return render_template("demand/worker_form.html", form=form, worker=None)
+    return _worker_page(None)
 
 
 @bp.route("/roster/<int:worker_id>/edit", methods=["GET", "POST"])
 @employer_only
 def edit_worker(worker_id: int):
-    worker = get_visible_or_404(Worker, worker_id)
-    form = WorkerForm(data=vars(services.worker_data(worker)) if request.method == "GET" else None)
+    return _worker_page(get_visible_or_404(Worker, worker_id))
+
+
+def _worker_page(worker: Worker | None):
+    """Add a worker (``worker`` None) or change one, checked like an imported row."""
+    shown = vars(services.worker_data(worker)) if worker and request.method == "GET" else None
+    form = WorkerForm(data=shown)
     if form.validate_on_submit() and form.check_worker(services.today(), services.age_rule()):
         try:
-            services.update_worker(worker, form.worker, current_user)
+            if worker is None:
+                saved = services.create_worker(current_user.organization, form.worker, current_user)
+                done = _("%(name)s added to the roster.", name=saved.name)
+            else:
+                saved = services.update_worker(worker, form.worker, current_user)
+                done = _("Changes to %(name)s saved.", name=saved.name)
         except DomainError as error:
             db.session.rollback()
             form.id_number.errors.append(message_for(error.code))
         else:
             db.session.commit()
-            flash(_("Changes to %(name)s saved.", name=worker.name), "success")
+            flash(done, "success")
             return redirect(url_for("demand.roster"))
     return render_template("demand/worker_form.html", form=form, worker=worker)
 
