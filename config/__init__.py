@@ -69,6 +69,8 @@ class Config:
     # sign-in rate limits count by).
     TRUSTED_PROXY_COUNT = 0
     ITEMS_PER_PAGE = 25
+    # Uploads (roster files) are refused above this, before they are read into memory.
+    MAX_CONTENT_LENGTH = 12 * 1024 * 1024
     # Plausible working age at the travel date; outside it, a typo in the ID is likelier.
     WORKER_MIN_AGE = 16
     WORKER_MAX_AGE = 70

@@ -7,6 +7,7 @@ be reached, the tests that need them fail with a line that says so (CI starts bo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -115,7 +116,7 @@ def migrated_postgres_url(postgres_url: str, tmp_path_factory) -> str:
 TEST_PII_KEYS = {"PII_KEYS": TestingConfig.PII_KEYS, "PII_HASH_KEY": TestingConfig.PII_HASH_KEY}
 
 
-def make_app(database_uri: str, **overrides) -> Flask:
+def make_app(database_uri: str, reset_limits: bool = True, **overrides) -> Flask:
     app = create_app(
         {
             "TESTING": True,
@@ -128,10 +129,11 @@ def make_app(database_uri: str, **overrides) -> Flask:
         }
     )
     # The limiter is one object per process (as in production, where there is one app); a
-    # test that took Redis away must not leave the next app on the in-memory fallback.
+    # test that took Redis away must not leave the next app on the in-memory fallback, and
+    # no test inherits another's sign-in failures.
     limiter._storage_dead = False
-    if not app.config["REDIS_URL"]:  # Redis-backed limits: tests reset them when they need to
-        with app.app_context():
+    if reset_limits:
+        with app.app_context(), contextlib.suppress(redis.RedisError):  # Redis down on purpose
             limiter.reset()
     return app
 

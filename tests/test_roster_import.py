@@ -478,13 +478,6 @@ def test_rows_keep_their_excel_numbers_around_empty_rows(app, people, client_as)
     assert import_record(app, import_id)["total_rows"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: app/demand/roster.py check_rows() only records an ID number in first_row_of "
-    "when its row passed every check, so the same ID twice in the file is not reported when "
-    "the first of the two rows has any other problem; the user fixes that problem and is "
-    "refused again for the duplicate",
-)
 def test_a_duplicate_is_reported_even_when_its_twin_has_another_problem(app, people, client_as):
     client = client_as("employer")
     rows = [CN_HEADERS, [*worker_row(1)[:3], "1"], worker_row(1, "张三")]
@@ -527,12 +520,6 @@ def test_error_downloads_defuse_formulas_from_the_file(app, people, client_as):
     assert sheet["C2"].value == "'" + formula
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: app/demand/roster.py _mask() masks by column, not by content: a row shifted "
-    "right by a cell or two puts a mobile or ID number under 户籍地区代码, and the "
-    "home_region_code.format problem shows it whole on the result page and in the downloads",
-)
 def test_numbers_in_the_wrong_column_are_still_masked(app, people, client_as):
     client = client_as("employer")
     rows = [
@@ -727,13 +714,6 @@ def test_the_roster_export_imports_back_as_updates(app, people, client_as):
         assert added_and_updated(page) == (0, 3), problems_on(page)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: app/demand/spreadsheets.py _defuse() prefixes cells starting with - + = @ "
-    "with an apostrophe in the roster export, and the import (roster.py _text) keeps it: "
-    "exported and re-imported, the group '-' becomes \"'-\" and the name '+张三' no longer "
-    "matches the roster",
-)
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
 def test_the_roster_export_round_trip_keeps_every_value(app, people, client_as, fmt):
     client = client_as("employer")
@@ -1132,3 +1112,44 @@ def test_the_csv_template_imports_once_filled_in(app, people, client_as):
     filled = text + csv_text([worker_row(1), worker_row(2)])
     _, page = import_file(client, filled.encode("utf-8-sig"), "roster-template.csv")
     assert added_and_updated(page) == (2, 0), problems_on(page)
+
+
+def test_a_title_row_above_the_headers_is_passed_over(app, people, client_as):
+    client = client_as("employer")
+    rows = [["2027年春节返岗人员名单"], CN_HEADERS, worker_row(1, "张三"), worker_row(2, "李四")]
+    import_id, page = import_file(client, xlsx(rows))
+    assert import_record(app, import_id)["status"] == "done", problems_on(page)
+    assert added_and_updated(page) == (2, 0)
+
+
+def test_headers_without_workers_are_reported_not_imported(app, people, client_as):
+    client = client_as("employer")
+    import_id, _page = import_file(client, xlsx([CN_HEADERS]))
+    record = import_record(app, import_id)
+    assert record["status"] == "failed"
+    assert record["problem"] == "file.no_rows"
+
+
+def test_an_emergency_contact_may_have_a_landline(app, people, client_as):
+    client = client_as("employer")
+    headers = [*CN_HEADERS, "紧急联系人", "紧急联系人电话"]
+    rows = [
+        headers,
+        [*worker_row(1, "张三"), "张父", "023-5512 3456"],
+        [*worker_row(2, "李四"), "李母", "12345"],
+    ]
+    _import_id, page = import_file(client, xlsx(rows))
+    assert [(row, column) for row, column, _, _ in problems_on(page)] == [(3, "紧急联系人电话")]
+
+
+def test_an_upload_over_the_limit_gets_a_friendly_page(app, people, client_as):
+    client = client_as("employer")
+    token = csrf_token(client, "/roster/import")
+    big = io.BytesIO(b"x" * (13 * 1024 * 1024))
+    response = client.post(
+        "/roster/import",
+        data={"csrf_token": token, "file": (big, "big.csv")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 413
+    assert "10 MB" in response.get_data(as_text=True)

@@ -39,5 +39,5 @@ def register_error_handlers(app: Flask) -> None:
             if original is not None:
                 log.error("unhandled error", exc_info=original)
             db.session.rollback()
-        shown = error.code if error.code in (400, 403, 404, 405, 429) else 500
+        shown = error.code if error.code in (400, 403, 404, 405, 413, 429) else 500
         return render_template("errors/error.html", status=shown), error.code

@@ -255,3 +255,12 @@ def mask_mobile(e164: str) -> str:
     except InvalidIdentifier:
         return _mask(_as_text(e164), 3, 4)
     return national[:3] + "****" + national[7:]
+
+
+_NUMBER_RUN = re.compile(r"\d{7,}[\dXx]?")
+
+
+def mask_numbers_in(text: str) -> str:
+    """Any run of seven or more digits masked, whatever field it stands in: an ID or phone
+    number typed into the wrong column must not be shown whole either."""
+    return _NUMBER_RUN.sub(lambda found: _mask(found.group(), 3, 4), text)

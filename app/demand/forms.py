@@ -46,6 +46,11 @@ MESSAGES = {
         "The file could not be read: is it really an Excel (.xlsx) or CSV file, and not damaged?"
     ),
     "file.empty": _l("The file is empty."),
+    "file.no_rows": _l("The file has the column headers but no workers under them."),
+    "file.concurrent": _l(
+        "Another import changed your roster at the same moment. Nothing was saved from this "
+        "file; please import it again."
+    ),
     "file.too_many_rows": _l("The file has too many rows; please split it."),
     "file.too_large": _l("The file is larger than 10 MB; please split it."),
     "file.internal_error": _l(

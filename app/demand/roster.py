@@ -18,10 +18,12 @@ from app.core.identity import (
     check_age,
     mask_id_number,
     mask_mobile,
+    mask_numbers_in,
     normalize_mobile,
     validate_id_number,
     validate_region_code,
 )
+from app.demand.spreadsheets import Table
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ _HEADER_KEYS = {
 }
 
 
+LANDLINE = re.compile(r"0\d{2,3}-?\d{7,8}")
+
+
 @dataclass(frozen=True)
 class Problem:
     row: int
@@ -124,6 +129,20 @@ def map_columns(headers: Sequence[str]) -> ColumnMap:
     return ColumnMap(indexes, written, unknown, problems)
 
 
+def find_header_row(table: Table, look_at: int = 5) -> Table:
+    """Offices often put a title row ("2027年返岗人员名单") above the headers: the header row is
+    the first of the first few rows that names a required column."""
+    candidates = [(1, list(table.headers)), *table.rows[: look_at - 1]]
+    for position, (_row, cells) in enumerate(candidates):
+        headers = ["" if cell is None else str(cell).strip() for cell in cells]
+        found = map_columns(headers)
+        if any(field in found.indexes for field in ("name", "id_number")):
+            if position == 0:
+                return table
+            return Table(headers=headers, rows=table.rows[position:])
+    return table
+
+
 @dataclass
 class WorkerData:
     """One valid worker, normalised: ID upper-case, phones in E.164."""
@@ -160,6 +179,7 @@ def _mask(field_name: str, value: object) -> str:
         return mask_id_number(text)
     if field_name in ("phone", "emergency_contact_phone"):
         return mask_mobile(text)
+    text = mask_numbers_in(text)
     return text if len(text) <= 30 else text[:29] + "…"
 
 
@@ -211,7 +231,12 @@ def check_worker(
             try:
                 cleaned[column.field] = normalize_mobile(raw)
             except InvalidIdentifier as error:
-                problem(column.field, error.reason)
+                landline = LANDLINE.fullmatch(re.sub(r"[\s()（）]", "", str(raw)))
+                if column.field == "emergency_contact_phone" and landline:
+                    # The family at home may have only a fixed line; nobody texts this number.
+                    cleaned[column.field] = landline.group(0)
+                else:
+                    problem(column.field, error.reason)
             continue
         text = _text(raw)
         if text is None:
@@ -244,6 +269,13 @@ def check_worker(
     )
 
 
+def _valid_id_number(value: object, today: date) -> str | None:
+    try:
+        return validate_id_number(value, today)
+    except InvalidIdentifier:
+        return None
+
+
 def check_rows(
     rows: Sequence[tuple[int, Sequence[object]]],
     columns: ColumnMap,
@@ -256,6 +288,7 @@ def check_rows(
     file is a problem on both rows, each naming the other."""
     result = RosterCheck()
     first_row_of: dict[str, int] = {}
+    header = columns.headers.get("id_number", COLUMNS_BY_FIELD["id_number"].header)
     for done, (row, cells) in enumerate(rows, start=1):
         values = {
             name: cells[index] if index < len(cells) else None
@@ -264,23 +297,25 @@ def check_rows(
         checked = check_worker(values, today, age_rule, row, columns.headers)
         if isinstance(checked, list):
             result.problems.extend(checked)
-        elif checked.id_number in first_row_of:
-            first = first_row_of[checked.id_number]
-            header = columns.headers["id_number"]
-            masked = mask_id_number(checked.id_number)
-            result.problems.append(
-                Problem(row, header, masked, "id_number.duplicate_in_file", other_row=first)
-            )
-            result.problems.append(
-                Problem(first, header, masked, "id_number.duplicate_in_file", other_row=row)
-            )
+            id_number = _valid_id_number(values.get("id_number"), today)
         else:
-            first_row_of[checked.id_number] = row
             result.workers.append(checked)
+            id_number = checked.id_number
+        if id_number is not None:
+            # Found even when one of the two rows has other problems: fixing those must not
+            # reveal a duplicate only at the next import.
+            first = first_row_of.setdefault(id_number, row)
+            if first != row:
+                masked = mask_id_number(id_number)
+                result.problems.append(
+                    Problem(row, header, masked, "id_number.duplicate_in_file", other_row=first)
+                )
+                result.problems.append(
+                    Problem(first, header, masked, "id_number.duplicate_in_file", other_row=row)
+                )
         if on_progress and done % progress_every == 0:
             on_progress(done)
-    # A worker whose twin was found later must not be saved either.
-    duplicated = {p.row for p in result.problems if p.reason == "id_number.duplicate_in_file"}
-    result.workers = [worker for worker in result.workers if worker.row not in duplicated]
+    refused = {problem.row for problem in result.problems}
+    result.workers = [worker for worker in result.workers if worker.row not in refused]
     result.problems.sort(key=lambda p: (p.row, p.column))
     return result

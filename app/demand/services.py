@@ -37,6 +37,7 @@ from app.demand.roster import (
     RosterCheck,
     WorkerData,
     check_rows,
+    find_header_row,
     map_columns,
 )
 from app.demand.spreadsheets import SpreadsheetError, read_table
@@ -348,6 +349,10 @@ def add_workers(request: TransportRequest, workers: list[Worker], actor: User) -
     if any(worker.organization_id != request.organization_id for worker in workers):
         raise DomainError("workers.not_on_roster")
     _check_ages(request, workers)
+    # Checked for drafts too, as an import is: better told now than at submission.
+    hashes = [worker.id_number_hash for worker in workers]
+    if live_places(hashes, request.organization_id, request.id):
+        raise DomainError("workers.on_other_request")
     existing = {entry.worker_id: entry for entry in request.entries}
     touched: list[RosterEntry] = []
     for worker in workers:
@@ -463,12 +468,16 @@ def run_roster_import(import_id: int, report_progress: Callable[[RosterImport], 
     except SpreadsheetError as error:
         _finish_import(roster_import, problem=f"file.{error.reason}")
         return
+    table = find_header_row(table)
     columns = map_columns(table.headers)
     roster_import.total_rows = len(table.rows)
     roster_import.errors = []
     report_progress(roster_import)
     if columns.problems:
         _finish_import(roster_import, problems=columns.problems, unknown=columns.unknown)
+        return
+    if not table.rows:
+        _finish_import(roster_import, problem="file.no_rows", unknown=columns.unknown)
         return
 
     request = None
@@ -491,6 +500,9 @@ def run_roster_import(import_id: int, report_progress: Callable[[RosterImport], 
             _save_roster(roster_import, checked, request)
     except DomainError as error:  # e.g. the request was submitted elsewhere meanwhile
         _finish_import(roster_import, problem=error.code, unknown=columns.unknown)
+        return
+    except IntegrityError:  # another import added one of these workers at the same moment
+        _finish_import(roster_import, problem="file.concurrent", unknown=columns.unknown)
         return
     _finish_import(roster_import, unknown=columns.unknown)
 

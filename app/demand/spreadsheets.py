@@ -100,7 +100,12 @@ def read_table(filename: str, data: bytes, max_rows: int = 50_000) -> Table:
 
 
 def _strip(value: str) -> str:
-    return value.strip(_STRIP_CHARS)
+    """Trimmed, and without the ``'`` that our own exports put before a formula-like value
+    (see ``_defuse``), so an exported file imports back unchanged."""
+    value = value.strip(_STRIP_CHARS)
+    if value.startswith("'") and value[1:2] and value[1] in _INJECTION_START:
+        return value[1:].strip(_STRIP_CHARS)
+    return value
 
 
 def _clean_row(raw: Sequence[object]) -> list[object]:
