@@ -466,3 +466,35 @@ def test_two_people_changing_one_request_get_a_clear_refusal(pg_app, pg_people):
             two.site_name = "乙"
             with pytest.raises(StaleDataError):
                 second.commit()
+
+
+@pytest.mark.postgres
+def test_correcting_an_id_number_cannot_take_someone_elses_live_place(pg_app, pg_people):
+    employer_a, employer_b = pg_app.test_client(), pg_app.test_client()
+    sign_in(employer_a, People.EMAILS["employer"])
+    sign_in(employer_b, People.EMAILS["employer_b"])
+    add_worker(employer_a)  # ZHANG, on A's submitted request
+    first = create_request(employer_a)
+    add_everyone(employer_a, first)
+    action(employer_a, first, "submit")
+    add_worker(employer_b, name="李四", id_number=LI, phone="13800138001")
+    second = create_request(employer_b)
+    add_everyone(employer_b, second)
+    action(employer_b, second, "submit")
+    with pg_app.app_context():
+        li_id = db.session.scalar(select(Worker.id).where(Worker.name == "李四"))
+
+    # B "corrects" 李四's ID number to 张三's: refused on the form, nothing changed.
+    response = submit(
+        employer_b, f"/roster/{li_id}/edit", worker_form(name="李四", phone="13800138001")
+    )
+    assert response.status_code == 200
+    assert len(errors(response)) == 1
+    # A real correction (a number nobody travels on) goes through, place and all.
+    other = id_number("50023519920315457")
+    response = submit(
+        employer_b,
+        f"/roster/{li_id}/edit",
+        worker_form(name="李四", id_number=other, phone="13800138001"),
+    )
+    assert response.status_code == 302

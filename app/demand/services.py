@@ -123,7 +123,19 @@ def update_worker(worker: Worker, data: WorkerData, actor: User) -> Worker:
     existing = find_worker_by_id_number(worker.organization_id, data.id_number)
     if existing is not None and existing.id != worker.id:
         raise DomainError("id_number.on_roster", field="id_number")
-    for name, value in _worker_columns(data).items():
+    columns = _worker_columns(data)
+    if columns["id_number_hash"] != worker.id_number_hash:
+        # A corrected ID number must not be someone already travelling on another request.
+        taken = db.session.scalar(
+            select(RosterEntry.id).where(
+                RosterEntry.holds_place,
+                RosterEntry.id_number_hash == columns["id_number_hash"],
+                RosterEntry.worker_id != worker.id,
+            )
+        )
+        if taken is not None:
+            raise DomainError("id_number.on_other_request", field="id_number")
+    for name, value in columns.items():
         setattr(worker, name, value)
     # Entries keep the hash their unique "one live place" index checks.
     db.session.execute(
