@@ -109,6 +109,7 @@ def _init_extensions(app: Flask) -> None:
     from app.accounts import models as _accounts_models  # noqa: F401
     from app.core import models as _core_models  # noqa: F401
     from app.demand import models as _demand_models  # noqa: F401
+    from app.health import models as _health_models  # noqa: F401
 
 
 def _init_login(app: Flask, login_manager) -> None:
@@ -132,17 +133,21 @@ def _register_blueprints(app: Flask) -> None:
     from app.accounts.views import bp as accounts_bp
     from app.core.views import bp as core_bp
     from app.demand.views import bp as demand_bp
+    from app.health.views import bp as health_bp
 
     app.register_blueprint(core_bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(demand_bp)
+    app.register_blueprint(health_bp)
 
 
 def _register_cli(app: Flask) -> None:
     from app.accounts.cli import users_cli
     from app.demo import demo_cli
+    from app.health.cli import health_cli
 
     app.cli.add_command(users_cli)
+    app.cli.add_command(health_cli)
     app.cli.add_command(demo_cli)
 
 

@@ -65,8 +65,11 @@ def seed_command():
 
 
 # Home counties of the demo workers (Chongqing and Sichuan, as in the K4016 campaign).
-DEMO_COUNTIES = [("500235", "重庆市云阳县", "龙洞村"), ("500236", "重庆市奉节县", "石门村"),
-                 ("511602", "四川省广安市广安区", "花桥村")]  # fmt: skip
+DEMO_COUNTIES = [
+    ("500235", "重庆市云阳县", "龙洞村"),
+    ("500236", "重庆市奉节县", "石门村"),
+    ("511602", "四川省广安市广安区", "花桥村"),
+]
 DEMO_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 DEMO_GIVEN = ["建国", "志强", "秀英", "桂兰", "海军", "明", "小红", "国平", "德华", "春梅"]
 
@@ -93,16 +96,21 @@ def _seed_demand(organization: Organization, index: int) -> None:
     request = demand.create_request(
         organization,
         {
-            "origin_region_code": "500235", "origin_region_name": "重庆市 云阳县",
-            "pickup_point": "云阳汽车站", "pickup_address": "云阳县双江街道滨江大道",
+            "origin_region_code": "500235",
+            "origin_region_name": "重庆市 云阳县",
+            "pickup_point": "云阳汽车站",
+            "pickup_address": "云阳县双江街道滨江大道",
             "destination_region_code": organization.region_code or "370100",
             "destination_region_name": "山东省 济南市",
-            "site_name": f"{organization.name}项目部", "site_address": "济南市经十路",
-            "site_contact_name": "赵经理", "site_contact_phone": "0531-88886666",
-            "earliest_departure": departure, "latest_departure": departure + timedelta(days=2),
+            "site_name": f"{organization.name}项目部",
+            "site_address": "济南市经十路",
+            "site_contact_name": "赵经理",
+            "site_contact_phone": "0531-88886666",
+            "earliest_departure": departure,
+            "latest_departure": departure + timedelta(days=2),
             "preferred_mode": "any",
         },
         hr,
-    )  # fmt: skip
+    )
     demand.add_workers(request, [w for w in workers if w.home_region_code == "500235"], hr)
     demand.submit_request(request, hr)

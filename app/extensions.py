@@ -22,7 +22,15 @@ babel = Babel()
 limiter = Limiter(key_func=get_remote_address)
 
 # Task modules the worker imports; each holds named tasks (see workers/).
-TASK_MODULES = ["workers.system", "workers.demand"]
+TASK_MODULES = ["workers.system", "workers.demand", "workers.health"]
+
+# Periodic jobs, run by the one `celery -A workers beat`.
+BEAT_SCHEDULE = {
+    "health-recheck-departing": {
+        "task": "fangang.health.recheck_departing",
+        "schedule": 15 * 60,
+    },
+}
 
 
 def celery_settings(app: Flask) -> dict:
@@ -35,6 +43,7 @@ def celery_settings(app: Flask) -> dict:
         "timezone": "UTC",
         "include": TASK_MODULES,
         "beat_schedule_filename": f"{app.instance_path}/celerybeat-schedule",
+        "beat_schedule": BEAT_SCHEDULE,
     }
     redis_url = app.config.get("REDIS_URL")
     if not redis_url:

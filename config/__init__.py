@@ -69,6 +69,15 @@ class Config:
     # sign-in rate limits count by).
     TRUSTED_PROXY_COUNT = 0
     ITEMS_PER_PAGE = 25
+    # Health (app/health/rules.py): a pass must be issued at most this long before departure,
+    # and a temperature at or above this keeps a worker off the vehicle.
+    HEALTH_FRESHNESS_HOURS = 72
+    FEVER_CELSIUS = "37.3"
+    # Everyone departing within this many hours is checked again by a periodic job.
+    HEALTH_RECHECK_HOURS = 48
+    # Until trips give exact times, a request's workers are taken to leave at this local time
+    # on its earliest departure day.
+    DEFAULT_DEPARTURE_TIME = "06:00"
     # Uploads (roster files) are refused above this, before they are read into memory.
     MAX_CONTENT_LENGTH = 12 * 1024 * 1024
     # Plausible working age at the travel date; outside it, a typo in the ID is likelier.
@@ -89,11 +98,15 @@ class Config:
         for name in ("PII_KEYS", "PII_HASH_KEY"):
             if env.get(name):
                 settings[name] = env[name]
+        for name in ("FEVER_CELSIUS", "DEFAULT_DEPARTURE_TIME"):
+            if env.get(name):
+                settings[name] = env[name]
         if env.get("TIMEZONE"):
             settings["BABEL_DEFAULT_TIMEZONE"] = env["TIMEZONE"]
         if env.get("TRUSTED_PROXY_COUNT"):
             settings["TRUSTED_PROXY_COUNT"] = int(env["TRUSTED_PROXY_COUNT"])
-        for name in ("WORKER_MIN_AGE", "WORKER_MAX_AGE"):
+        for name in ("WORKER_MIN_AGE", "WORKER_MAX_AGE", "HEALTH_FRESHNESS_HOURS",
+                     "HEALTH_RECHECK_HOURS"):
             if env.get(name):
                 settings[name] = int(env[name])
         if env.get("ITEMS_PER_PAGE"):

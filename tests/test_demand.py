@@ -177,7 +177,7 @@ def test_roster_paginates(app, client_as, people):
                 organization,
                 WorkerData(f"工人{n:02d}", number, f"+86138{n:08d}", "500235"),
                 actor,
-            )  # fmt: skip
+            )
         db.session.commit()
     client = client_as("employer")
     first = client.get("/roster").get_data(as_text=True)
@@ -260,9 +260,11 @@ def test_full_request_lifecycle_through_the_pages(app, client_as):
 
     # Edit while a draft, then submit: frozen.
     response = submit(
-        employer, f"/requests/{request_id}/edit", request_form(site_name="新工地"),
+        employer,
+        f"/requests/{request_id}/edit",
+        request_form(site_name="新工地"),
         form_url=f"/requests/{request_id}/edit",
-    )  # fmt: skip
+    )
     assert response.status_code == 302
     action(employer, request_id, "submit")
     assert employer.get(f"/requests/{request_id}/edit").status_code == 302  # refused, back
@@ -373,9 +375,14 @@ def test_status_counts_on_the_request_page(client_as):
     request_id = create_request(employer)
     add_everyone(employer, request_id)
     page = employer.get(f"/requests/{request_id}").get_data(as_text=True)
-    assert re.search(r"<strong>2</strong>\s*(待核验|Pending check)", page)
-    pending_only = employer.get(f"/requests/{request_id}?status=pending").get_data(as_text=True)
-    assert "张三" in pending_only
+    # Checked as soon as they are on it: without a health certificate, both are blocked.
+    assert re.search(r"<strong>2</strong>\s*未通过", page)
+    assert "尚无健康证明" in page or "No health certificate yet" in page
+    blocked_only = employer.get(f"/requests/{request_id}?status=blocked").get_data(as_text=True)
+    assert "张三" in blocked_only
+    assert "张三" not in employer.get(f"/requests/{request_id}?status=cleared").get_data(
+        as_text=True
+    )
 
 
 def test_worker_too_old_on_the_departure_date_is_refused(app, client_as):

@@ -180,10 +180,15 @@ def submit_request(client: FlaskClient, request_id: int) -> None:
 
 
 def pending_on_request_page(client: FlaskClient, request_id: int) -> int:
+    """Workers on the request awaiting travel: checked (cleared or, without a health
+    certificate, blocked) or not yet checked."""
     page = client.get(f"/requests/{request_id}").get_data(as_text=True)
-    found = re.search(r'status=pending"[^>]*><strong>(\d+)</strong>', page)
-    assert found, page
-    return int(found.group(1))
+    total = 0
+    for status in ("pending", "cleared", "blocked"):
+        found = re.search(rf'status={status}"[^>]*><strong>(\d+)</strong>', page)
+        assert found, page
+        total += int(found.group(1))
+    return total
 
 
 # --- the database --------------------------------------------------------------------------

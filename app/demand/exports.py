@@ -65,6 +65,7 @@ def roster_file(workers: Iterable[Worker], fmt: str, basename: str) -> Response:
                 pii.decrypt(worker.emergency_contact_phone_token)
                 if worker.emergency_contact_phone_token
                 else None,
+                None,  # health pass: kept with the certificates, not re-exported
             ]
 
     headers = [column.header for column in COLUMNS]

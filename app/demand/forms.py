@@ -5,7 +5,7 @@ from datetime import date
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from flask_wtf.file import FileField, FileRequired
+from flask_wtf.file import FileAllowed, FileField, FileRequired, FileSize
 from wtforms import DateField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
@@ -19,6 +19,7 @@ from app.core.forms import (
 from app.core.identity import validate_region_code
 from app.demand.models import EntryStatus, RequestStatus, TravelMode
 from app.demand.roster import COLUMNS, AgeRule, WorkerData, check_worker
+from app.health.forms import INPUT_PROBLEMS
 
 TOO_LONG = _l("Too long.")
 
@@ -80,6 +81,12 @@ MESSAGES = {
     "earliest_departure.past": _l("The earliest departure date has passed."),
     "decision_reason.required": _l("Please give the reason; the employer will see it."),
     "request.stale": _l("Someone else changed this request meanwhile; please look again."),
+    **INPUT_PROBLEMS,
+    **{
+        f"health_pass.{code[5:]}": message
+        for code, message in INPUT_PROBLEMS.items()
+        if code.startswith("pass.")
+    },
 }
 
 REQUEST_STATUS_NAMES = {
@@ -136,11 +143,23 @@ class WorkerForm(FlaskForm):
     )
     emergency_contact_name = StringField(_l("Emergency contact"))
     emergency_contact_phone = StringField(_l("Emergency contact phone"))
+    health_pass = TextAreaField(
+        _l("Health pass"),
+        description=_l("Paste the text of the health-pass QR code, or upload a photo of it below."),
+    )
+    health_pass_image = FileField(
+        _l("Photo or screenshot of the health-pass QR code"),
+        validators=[
+            FileAllowed(["png", "jpg", "jpeg", "webp"], _l("A PNG or JPEG picture, please.")),
+            FileSize(8 * 1024 * 1024, message=_l("At most 8 MB, please.")),
+        ],
+    )
 
     worker: WorkerData | None = None
 
     def check_worker(self, today: date, age_rule: AgeRule) -> bool:
         values = {column.field: getattr(self, column.field).data for column in COLUMNS}
+        values["health_pass"] = None  # read with the trust list by the view, not as text
         checked = check_worker(values, today, age_rule)
         if isinstance(checked, WorkerData):
             self.worker = checked

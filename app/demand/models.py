@@ -183,7 +183,16 @@ class RosterEntry(db.Model):
         ForeignKey("workers.id", ondelete="RESTRICT"), index=True
     )
     status: Mapped[str] = mapped_column(String(16), default=EntryStatus.PENDING.value)
-    block_reason: Mapped[str | None] = mapped_column(String(64))
+    # Health verdict: reason codes (health/rules.py), comma-separated, while blocked.
+    block_reason: Mapped[str | None] = mapped_column(String(255))
+    health_checked_at: Mapped[datetime | None]
+    # A coordinator may clear a block with a written reason; it covers these reason codes only.
+    override_reasons: Mapped[str | None] = mapped_column(String(255))
+    override_note: Mapped[str | None] = mapped_column(Text)
+    overridden_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    overridden_at: Mapped[datetime | None]
     # Copied from the worker: the database itself refuses one person on two live requests.
     id_number_hash: Mapped[str] = mapped_column(String(64))
     holds_place: Mapped[bool] = mapped_column(default=False)

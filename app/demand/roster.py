@@ -68,6 +68,8 @@ COLUMNS: tuple[Column, ...] = (
         "Emergency contact phone",
         ("紧急联系电话", "emergency phone"),
     ),
+    # The text of the worker's health-pass QR code (app/health/passes.py reads it).
+    Column("health_pass", "健康码", "Health pass", ("健康通行证", "health code"), max_length=4096),
 )
 COLUMNS_BY_FIELD = {column.field: column for column in COLUMNS}
 
@@ -155,6 +157,7 @@ class WorkerData:
     group_tag: str | None = None
     emergency_contact_name: str | None = None
     emergency_contact_phone: str | None = None
+    health_pass: str | None = None
     row: int = 0
 
 
@@ -179,6 +182,8 @@ def _mask(field_name: str, value: object) -> str:
         return mask_id_number(text)
     if field_name in ("phone", "emergency_contact_phone"):
         return mask_mobile(text)
+    if field_name == "health_pass":
+        return text[:12] + "…" if len(text) > 12 else text  # the rest holds the ID number
     text = mask_numbers_in(text)
     return text if len(text) <= 30 else text[:29] + "…"
 
@@ -265,6 +270,7 @@ def check_worker(
         group_tag=cleaned.get("group_tag"),  # type: ignore[arg-type]
         emergency_contact_name=cleaned.get("emergency_contact_name"),  # type: ignore[arg-type]
         emergency_contact_phone=cleaned.get("emergency_contact_phone"),  # type: ignore[arg-type]
+        health_pass=cleaned.get("health_pass"),  # type: ignore[arg-type]
         row=row,
     )
 

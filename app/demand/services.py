@@ -42,6 +42,8 @@ from app.demand.roster import (
 )
 from app.demand.spreadsheets import SpreadsheetError, read_table
 from app.extensions import db
+from app.health import services as health
+from app.health.passes import PassFacts, read_pass
 
 IMPORT_TASK = "fangang.demand.import_roster"
 
@@ -267,6 +269,7 @@ def update_request(request: TransportRequest, fields: dict, actor: User) -> Tran
     for name in REQUEST_FIELDS:
         setattr(request, name, fields[name])
     db.session.flush()
+    health.check_entries(active_entries(request))  # the departure may have moved
     record_audit("request.updated", request, actor)
     return request
 
@@ -307,6 +310,7 @@ def submit_request(request: TransportRequest, actor: User) -> None:
     )
     request.submitted_at = utcnow()
     _claim_places(request, entries)
+    health.check_entries(entries)  # at the departure as submitted
 
 
 def withdraw_request(request: TransportRequest, actor: User) -> None:
@@ -384,6 +388,7 @@ def add_workers(request: TransportRequest, workers: list[Worker], actor: User) -
     db.session.flush()
     if request.status in {status.value for status in CLAIMING_STATUSES}:
         _claim_places(request, touched)
+    health.check_entries(touched)
     record_audit("request.workers_added", request, actor, count=len(touched))
     if request.status == RequestStatus.APPROVED:
         _transition(
@@ -503,13 +508,18 @@ def run_roster_import(import_id: int, report_progress: Callable[[RosterImport], 
 
     checked = check_rows(table.rows, columns, today(), rule, on_progress=progress)
     roster_import.processed_rows = len(table.rows)
-    problems = checked.problems + _roster_clashes(roster_import, checked, columns.headers, request)
+    passes, pass_problems = _read_passes(checked, columns.headers)
+    problems = (
+        checked.problems
+        + pass_problems
+        + _roster_clashes(roster_import, checked, columns.headers, request)
+    )
     if problems:
         _finish_import(roster_import, problems=problems, unknown=columns.unknown)
         return
     try:
         with db.session.begin_nested():
-            _save_roster(roster_import, checked, request)
+            _save_roster(roster_import, checked, request, passes)
     except DomainError as error:  # e.g. the request was submitted elsewhere meanwhile
         _finish_import(roster_import, problem=error.code, unknown=columns.unknown)
         return
@@ -566,8 +576,32 @@ def _roster_clashes(
     return problems
 
 
+def _read_passes(
+    checked: RosterCheck, headers: dict[str, str]
+) -> tuple[dict[int, PassFacts], list[Problem]]:
+    """The health passes in the file, read once (row -> facts); unreadable ones are problems."""
+    keys = health.trust_list_keys()
+    passes: dict[int, PassFacts] = {}
+    problems = []
+    for worker in checked.workers:
+        if not worker.health_pass:
+            continue
+        facts = read_pass(worker.health_pass, keys)
+        if facts.read_problem is None:
+            passes[worker.row] = facts
+        else:
+            shown = worker.health_pass[:12] + "…"
+            header = headers.get("health_pass", "健康码")
+            reason = f"health_pass.{facts.read_problem}"
+            problems.append(Problem(worker.row, header, shown, reason))
+    return passes, problems
+
+
 def _save_roster(
-    roster_import: RosterImport, checked: RosterCheck, request: TransportRequest | None
+    roster_import: RosterImport,
+    checked: RosterCheck,
+    request: TransportRequest | None,
+    passes: dict[int, PassFacts],
 ) -> None:
     organization_id = roster_import.organization_id
     existing = dict(
@@ -595,6 +629,29 @@ def _save_roster(
     actor = (
         db.session.get(User, roster_import.created_by_id) if roster_import.created_by_id else None
     )
+    if passes:
+        pii = vault()
+        with_pass = {
+            pii.lookup_hash(worker.id_number): worker
+            for worker in checked.workers
+            if worker.row in passes
+        }
+        ids = dict(
+            db.session.execute(
+                select(Worker.id_number_hash, Worker.id).where(
+                    Worker.organization_id == organization_id,
+                    Worker.id_number_hash.in_(list(with_pass)),
+                )
+            ).all()
+        )
+        health.add_passes(
+            [
+                (ids[id_hash], worker.health_pass, passes[worker.row])
+                for id_hash, worker in with_pass.items()
+            ],
+            actor,
+            check=request is None,  # on a request, adding the workers checks them
+        )
     if request is not None and worker_ids:
         workers = db.session.scalars(select(Worker).where(Worker.id.in_(worker_ids))).all()
         add_workers(request, list(workers), actor)  # type: ignore[arg-type]

@@ -47,6 +47,7 @@ from app.demand.models import (
     Worker,
 )
 from app.extensions import db
+from app.health import services as health
 
 bp = Blueprint("demand", __name__, template_folder="templates")
 
@@ -135,21 +136,30 @@ def _worker_page(worker: Worker | None):
     shown = vars(services.worker_data(worker)) if worker and request.method == "GET" else None
     form = WorkerForm(data=shown)
     if form.validate_on_submit() and form.check_worker(services.today(), services.age_rule()):
+        image = form.health_pass_image.data
         try:
+            # The pass is read first: an unreadable one saves nothing, and the form keeps
+            # everything typed.
+            given = health.pass_from_input(form.health_pass.data, image.read() if image else None)
             if worker is None:
                 saved = services.create_worker(current_user.organization, form.worker, current_user)
                 done = _("%(name)s added to the roster.", name=saved.name)
             else:
                 saved = services.update_worker(worker, form.worker, current_user)
                 done = _("Changes to %(name)s saved.", name=saved.name)
+            if given:
+                health.attach_pass(saved, given[0], current_user, given[1])
         except DomainError as error:
             db.session.rollback()
-            form.id_number.errors.append(message_for(error.code))
+            getattr(form, error.field or "id_number").errors.append(message_for(error.code))
         else:
             db.session.commit()
             flash(done, "success")
             return redirect(url_for("demand.roster"))
-    return render_template("demand/worker_form.html", form=form, worker=worker)
+    certificate = health.current_certificates([worker.id]).get(worker.id) if worker else None
+    return render_template(
+        "demand/worker_form.html", form=form, worker=worker, certificate=certificate
+    )
 
 
 @bp.post("/roster/<int:worker_id>/delete")

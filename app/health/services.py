@@ -1,0 +1,434 @@
+"""Health operations: the trust list, certificates, and the verdict on each roster entry.
+
+The check runs when a worker is put on a request, when their certificate changes, and again for
+everyone departing soon (a pass can expire between booking and departure). Each check reads the
+pass again with the trust list as it is now, so a revoked issuer counts from the next check on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import and_, func, insert, select
+
+from app.accounts.models import User
+from app.core.clock import utcnow
+from app.core.errors import DomainError
+from app.core.pii import vault
+from app.core.services import record_audit
+from app.demand.models import (
+    CLAIMING_STATUSES,
+    EntryStatus,
+    RequestStatus,
+    RosterEntry,
+    TransportRequest,
+    Worker,
+)
+from app.extensions import db
+from app.health.models import HealthCertificate, HealthIssuer
+from app.health.passes import (
+    KeyProblem,
+    PassFacts,
+    QrProblem,
+    decode_qr,
+    key_id,
+    public_jwk_from_text,
+    read_pass,
+)
+from app.health.rules import (
+    IssuerFacts,
+    PaperFacts,
+    Policy,
+    Subject,
+    Verdict,
+    evaluate_paper,
+    evaluate_pass,
+)
+
+# Entries whose verdict a health check may change (later states are past the bus door).
+CHECKABLE = (EntryStatus.PENDING.value, EntryStatus.CLEARED.value, EntryStatus.BLOCKED.value)
+# Requests whose workers' verdicts are kept up to date.
+LIVE_FOR_HEALTH = (RequestStatus.DRAFT, *CLAIMING_STATUSES)
+
+
+def local_zone() -> ZoneInfo:
+    return ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+
+
+def policy() -> Policy:
+    config = current_app.config
+    return Policy(
+        freshness=timedelta(hours=config["HEALTH_FRESHNESS_HOURS"]),
+        fever_celsius=Decimal(str(config["FEVER_CELSIUS"])),
+    )
+
+
+def request_departure(request: TransportRequest) -> datetime:
+    """When a request's workers leave, until trips give the exact time: the earliest departure
+    day at the usual morning departure hour, local time."""
+    hour, minute = (int(part) for part in current_app.config["DEFAULT_DEPARTURE_TIME"].split(":"))
+    return datetime.combine(request.earliest_departure, time(hour, minute), local_zone())
+
+
+def local_day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), local_zone())
+
+
+# --- the trust list ------------------------------------------------------------------------
+
+
+def _key(key_text: str) -> tuple[str, dict]:
+    try:
+        public_jwk = public_jwk_from_text(key_text)
+    except KeyProblem as problem:
+        raise DomainError(f"key.{problem.reason}", field="public_key") from None
+    return key_id(public_jwk), public_jwk
+
+
+def create_issuer(
+    name: str,
+    region_code: str,
+    key_text: str,
+    valid_from: datetime,
+    valid_until: datetime | None,
+    actor: User | None,
+) -> HealthIssuer:
+    kid, public_jwk = _key(key_text)
+    if db.session.scalar(select(HealthIssuer.id).where(HealthIssuer.kid == kid)):
+        raise DomainError("key.exists", field="public_key")
+    _check_validity(valid_from, valid_until)
+    issuer = HealthIssuer(
+        name=name.strip(),
+        region_code=region_code,
+        kid=kid,
+        public_jwk=public_jwk,
+        valid_from=valid_from,
+        valid_until=valid_until,
+    )
+    db.session.add(issuer)
+    db.session.flush()
+    record_audit("issuer.created", issuer, actor, kid=kid)
+    return issuer
+
+
+def _check_validity(valid_from: datetime, valid_until: datetime | None) -> None:
+    if valid_until is not None and valid_until <= valid_from:
+        raise DomainError("valid_until.before_valid_from", field="valid_until")
+
+
+def update_issuer(
+    issuer: HealthIssuer, name: str, valid_from: datetime, valid_until: datetime | None, actor: User
+) -> None:
+    _check_validity(valid_from, valid_until)
+    issuer.name, issuer.valid_from, issuer.valid_until = name.strip(), valid_from, valid_until
+    db.session.flush()
+    record_audit(
+        "issuer.updated",
+        issuer,
+        actor,
+        valid_from=valid_from.isoformat(),
+        valid_until=valid_until.isoformat() if valid_until else None,
+    )
+
+
+def revoke_issuer(issuer: HealthIssuer, reason: str, actor: User) -> None:
+    if not reason.strip():
+        raise DomainError("revoked_reason.required", field="reason")
+    issuer.revoked, issuer.revoked_reason, issuer.revoked_at = True, reason.strip(), utcnow()
+    db.session.flush()
+    record_audit("issuer.revoked", issuer, actor)
+
+
+def _trust_list() -> tuple[dict[str, dict], dict[str, IssuerFacts]]:
+    keys, facts = {}, {}
+    for issuer in db.session.scalars(select(HealthIssuer)):
+        keys[issuer.kid] = issuer.public_jwk
+        facts[issuer.kid] = IssuerFacts(
+            kid=issuer.kid,
+            region_code=issuer.region_code,
+            valid_from=issuer.valid_from,
+            valid_until=issuer.valid_until,
+            revoked=issuer.revoked,
+        )
+    return keys, facts
+
+
+def trust_list_keys() -> dict[str, dict]:
+    return _trust_list()[0]
+
+
+# --- certificates --------------------------------------------------------------------------
+
+
+def read_token(token: str) -> PassFacts:
+    """Read a pass with the current trust list; refuse what cannot be read at all."""
+    facts = read_pass(token, trust_list_keys())
+    if facts.read_problem is not None:
+        raise DomainError(f"pass.{facts.read_problem}", field="health_pass")
+    return facts
+
+
+def pass_from_input(text: str | None, image: bytes | None) -> tuple[str, PassFacts] | None:
+    """A pass as a person gives it: the QR code's text pasted, or a photo of the QR code."""
+    if image:
+        try:
+            text = decode_qr(image)
+        except QrProblem as problem:
+            raise DomainError(f"qr.{problem.reason}", field="health_pass_image") from None
+    if not (text or "").strip():
+        return None
+    return text.strip(), read_token(text)
+
+
+def add_passes(
+    items: list[tuple[int, str, PassFacts]], actor: User | None, check: bool = True
+) -> None:
+    """Many workers' passes at once (a roster import): one bulk insert."""
+    pii = vault()
+    db.session.execute(
+        insert(HealthCertificate),
+        [
+            {
+                "worker_id": worker_id,
+                "kind": "pass",
+                "status": facts.status or "",
+                "issued_at": facts.issued_at,
+                "expires_at": facts.expires_at,
+                "token_cipher": pii.encrypt(token.strip()),
+                "kid": facts.kid,
+                "jti": facts.jti,
+                "created_at": utcnow(),
+            }
+            for worker_id, token, facts in items
+        ],
+    )
+    record_audit("certificate.passes_imported", None, actor, count=len(items))
+    if check:
+        entries = db.session.scalars(
+            select(RosterEntry)
+            .join(TransportRequest)
+            .where(
+                RosterEntry.worker_id.in_([worker_id for worker_id, _, _ in items]),
+                TransportRequest.status.in_([status.value for status in LIVE_FOR_HEALTH]),
+            )
+        ).all()
+        check_entries(list(entries))
+
+
+def attach_pass(
+    worker: Worker, token: str, actor: User | None, facts: PassFacts | None = None
+) -> HealthCertificate:
+    """Keep a worker's signed pass (even one that will not clear them: the verdict says why)
+    and check again every live request they are on."""
+    facts = facts or read_token(token)
+    certificate = HealthCertificate(
+        worker_id=worker.id,
+        kind="pass",
+        status=facts.status or "",
+        issued_at=facts.issued_at,
+        expires_at=facts.expires_at,
+        token_cipher=vault().encrypt(token.strip()),
+        kid=facts.kid,
+        jti=facts.jti,
+    )
+    db.session.add(certificate)
+    db.session.flush()
+    record_audit("certificate.pass_added", certificate, actor, worker_id=worker.id)
+    check_worker_entries(worker)
+    return certificate
+
+
+def record_paper(
+    worker: Worker,
+    clinic: str,
+    certificate_number: str,
+    issued_on: date,
+    valid_until: date,
+    status: str,
+    scan: bytes | None,
+    scan_mimetype: str | None,
+    actor: User,
+) -> HealthCertificate:
+    """A coordinator accepts a printed certificate; the record keeps who and when."""
+    if valid_until < issued_on:
+        raise DomainError("valid_until.before_issued_on", field="valid_until")
+    certificate = HealthCertificate(
+        worker_id=worker.id,
+        kind="paper",
+        status=status,
+        issued_at=local_day_start(issued_on),
+        expires_at=local_day_start(valid_until + timedelta(days=1)),
+        clinic=clinic.strip(),
+        certificate_number=certificate_number.strip(),
+        issued_on=issued_on,
+        valid_until=valid_until,
+        scan=scan,
+        scan_mimetype=scan_mimetype,
+        recorded_by_id=actor.id,
+    )
+    db.session.add(certificate)
+    db.session.flush()
+    record_audit("certificate.paper_recorded", certificate, actor, worker_id=worker.id)
+    check_worker_entries(worker)
+    return certificate
+
+
+def current_certificates(worker_ids: Iterable[int]) -> dict[int, HealthCertificate]:
+    """Each worker's newest certificate."""
+    ids = list(set(worker_ids))
+    newest = (
+        select(HealthCertificate.worker_id, func.max(HealthCertificate.id).label("id"))
+        .where(HealthCertificate.worker_id.in_(ids))
+        .group_by(HealthCertificate.worker_id)
+        .subquery()
+    )
+    rows = db.session.scalars(
+        select(HealthCertificate).join(newest, HealthCertificate.id == newest.c.id)
+    )
+    return {certificate.worker_id: certificate for certificate in rows}
+
+
+# --- verdicts ------------------------------------------------------------------------------
+
+
+class Checker:
+    """Evaluates many entries with one read of the trust list."""
+
+    def __init__(self) -> None:
+        self.keys, self.issuers = _trust_list()
+        self.policy = policy()
+        self.pii = vault()
+
+    def verdict(
+        self, worker: Worker, certificate: HealthCertificate | None, departure: datetime
+    ) -> Verdict:
+        if certificate is not None and certificate.kind == "paper":
+            paper = PaperFacts(certificate.status, certificate.issued_at, certificate.expires_at)
+            return evaluate_paper(paper, departure, self.policy)
+        subject = Subject(self.pii.decrypt(worker.id_number_token), worker.name)
+        if certificate is None:
+            return evaluate_pass(None, None, subject, departure, self.policy, False)
+        facts = read_pass(self.pii.decrypt(certificate.token_cipher), self.keys)
+        issuer = self.issuers.get(facts.kid) if facts.kid else None
+        reused = _jti_used_by_other(facts.jti, worker) if facts.jti else False
+        return evaluate_pass(facts, issuer, subject, departure, self.policy, reused)
+
+
+def _jti_used_by_other(jti: str, worker: Worker) -> bool:
+    """The same pass on another person (the same person on two employers' rosters is fine)."""
+    return (
+        db.session.scalar(
+            select(HealthCertificate.id)
+            .join(Worker, HealthCertificate.worker_id == Worker.id)
+            .where(HealthCertificate.jti == jti, Worker.id_number_hash != worker.id_number_hash)
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def apply_verdict(entry: RosterEntry, verdict: Verdict) -> None:
+    reasons = set(verdict.reasons)
+    overridden = set((entry.override_reasons or "").split(",")) - {""}
+    previous = entry.status
+    if not reasons:
+        entry.status, entry.block_reason = EntryStatus.CLEARED.value, None
+        entry.override_reasons = entry.override_note = None
+        entry.overridden_by_id = entry.overridden_at = None
+    elif reasons <= overridden:
+        entry.status, entry.block_reason = EntryStatus.CLEARED.value, ",".join(verdict.reasons)
+    else:
+        entry.status, entry.block_reason = EntryStatus.BLOCKED.value, ",".join(verdict.reasons)
+    entry.health_checked_at = utcnow()
+    if entry.status != previous and previous != EntryStatus.PENDING.value:
+        record_audit(
+            f"entry.health_{entry.status}",
+            entry,
+            None,
+            request_id=entry.request_id,
+            reasons=entry.block_reason or "",
+        )
+
+
+def check_entries(entries: list[RosterEntry], departure_of=None) -> dict[str, int]:
+    """Check these entries now; returns how many ended cleared and blocked."""
+    entries = [entry for entry in entries if entry.status in CHECKABLE]
+    if not entries:
+        return {"cleared": 0, "blocked": 0}
+    checker = Checker()
+    certificates = current_certificates(entry.worker_id for entry in entries)
+    departure_of = departure_of or (lambda entry: request_departure(entry.request))
+    counts = {"cleared": 0, "blocked": 0}
+    for entry in entries:
+        verdict = checker.verdict(
+            entry.worker, certificates.get(entry.worker_id), departure_of(entry)
+        )
+        apply_verdict(entry, verdict)
+        counts["cleared" if entry.status == EntryStatus.CLEARED else "blocked"] += 1
+    db.session.flush()
+    return counts
+
+
+def check_worker_entries(worker: Worker) -> None:
+    entries = db.session.scalars(
+        select(RosterEntry)
+        .join(TransportRequest)
+        .where(
+            RosterEntry.worker_id == worker.id,
+            TransportRequest.status.in_([status.value for status in LIVE_FOR_HEALTH]),
+        )
+    ).all()
+    check_entries(list(entries))
+
+
+def recheck_departing(now: datetime, within: timedelta) -> dict[str, int]:
+    """Everyone on live requests leaving between now and ``within`` from now, checked at
+    their departure time: a pass that expires before then blocks them now."""
+    zone = local_zone()
+    first_day, last_day = now.astimezone(zone).date(), (now + within).astimezone(zone).date()
+    requests = db.session.scalars(
+        select(TransportRequest).where(
+            TransportRequest.status.in_([status.value for status in CLAIMING_STATUSES]),
+            TransportRequest.earliest_departure.between(first_day, last_day),
+        )
+    ).all()
+    totals = {"requests": 0, "cleared": 0, "blocked": 0}
+    for request in requests:
+        departure = request_departure(request)
+        if not now <= departure <= now + within:
+            continue
+        entries = db.session.scalars(
+            select(RosterEntry).where(
+                and_(RosterEntry.request_id == request.id, RosterEntry.status.in_(CHECKABLE))
+            )
+        ).all()
+        counts = check_entries(list(entries))
+        totals["requests"] += 1
+        totals["cleared"] += counts["cleared"]
+        totals["blocked"] += counts["blocked"]
+    return totals
+
+
+def override_block(entry: RosterEntry, note: str, actor: User) -> None:
+    """A coordinator lets a blocked worker travel, in writing. It covers the reasons shown
+    now; a new reason found later blocks them again."""
+    if entry.status != EntryStatus.BLOCKED:
+        raise DomainError("entry.not_blocked")
+    if not (note or "").strip():
+        raise DomainError("override_note.required", field="note")
+    entry.override_reasons = entry.block_reason
+    entry.override_note = note.strip()
+    entry.overridden_by_id, entry.overridden_at = actor.id, utcnow()
+    entry.status = EntryStatus.CLEARED.value
+    db.session.flush()
+    record_audit(
+        "entry.health_overridden",
+        entry,
+        actor,
+        request_id=entry.request_id,
+        reasons=entry.override_reasons or "",
+    )
