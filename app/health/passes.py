@@ -83,7 +83,11 @@ class QrProblem(ValueError):
 
 def _public_jwk(key: ECKey) -> dict:
     """The canonical public JWK of a P-256 key: exactly kty, crv, x, y (full-length x and y)."""
-    if key.curve_name != CURVE:
+    try:
+        curve = key.curve_name
+    except KeyError as error:  # a curve joserfc has no JWK name for (brainpool, P-224…)
+        raise KeyProblem("not_ec_p256") from error
+    if curve != CURVE:
         raise KeyProblem("not_ec_p256")
     public = ECKey.import_key(key.public_key).as_dict(private=False)
     return {"kty": "EC", "crv": CURVE, "x": public["x"], "y": public["y"]}
@@ -150,8 +154,7 @@ def _private_key(private_pem: str) -> ECKey:
         raise KeyProblem("not_ec_p256") from error
     except Exception as error:
         raise KeyProblem("unreadable") from error
-    if key.curve_name != CURVE:
-        raise KeyProblem("not_ec_p256")
+    _public_jwk(key)  # refuses other curves
     if not key.is_private:
         raise KeyProblem("unreadable")
     return key
@@ -322,6 +325,15 @@ def read_pass(token: str, public_keys: Mapping[str, dict]) -> PassFacts:
 # --- QR codes --------------------------------------------------------------------------------
 
 
+def _on_white(picture: Image.Image) -> Image.Image:
+    """Transparent parts shown on white, as a phone shows them (a transparent light module is
+    often stored as transparent black, which a plain grey conversion turns into a dark one)."""
+    if picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info:
+        rgba = picture.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    return picture
+
+
 def decode_qr(image: bytes) -> str:
     """The text of the first QR code in a PNG, JPEG or WebP photo or screenshot.
 
@@ -334,7 +346,7 @@ def decode_qr(image: bytes) -> str:
             width, height = picture.size
             if width * height > MAX_IMAGE_PIXELS:  # checked on the header, before decoding
                 raise QrProblem("not_an_image")
-            grey = picture.convert("L")  # decodes the pixels
+            grey = _on_white(picture).convert("L")  # decodes the pixels
     except QrProblem:
         raise
     except Exception as error:  # any decoder failure means "not a usable image"

@@ -1,0 +1,445 @@
+"""Health certificates through the pages, the CLI and the re-check job: the trust list, passes
+pasted or photographed, paper certificates, verdicts on the request page, overrides."""
+
+import io
+import re
+import time
+from datetime import datetime, timedelta
+from datetime import time as dt_time
+from zoneinfo import ZoneInfo
+
+import pytest
+import segno
+from sqlalchemy import func, select
+
+from app.core.clock import local_today, utcnow
+from app.core.models import AuditEntry
+from app.demand.models import RosterEntry, TransportRequest, Worker
+from app.extensions import db
+from app.health.cli import create_demo_issuer, issue_demo_pass
+from app.health.models import HealthCertificate, HealthIssuer
+from app.health.passes import generate_key
+from tests.conftest import People, csrf_token, make_app, sign_in, submit
+from tests.test_demand import (
+    LI,
+    ZHANG,
+    action,
+    add_everyone,
+    create_request,
+    errors,
+    worker_form,
+)
+
+TOMORROW = local_today("Asia/Shanghai") + timedelta(days=1)
+
+
+@pytest.fixture
+def issuer_key(app, tmp_path) -> str:
+    """A trusted issuer (valid from a week ago) and its private key."""
+    with app.app_context():
+        create_demo_issuer(
+            "重庆市云阳县卫生健康委员会", "500235", tmp_path / "issuer.pem",
+            local_today("Asia/Shanghai") - timedelta(days=7), None,
+        )  # fmt: skip
+        db.session.commit()
+    return (tmp_path / "issuer.pem").read_text()
+
+
+def a_pass(
+    app,
+    key: str,
+    id_number: str = ZHANG,
+    name: str = "张三",
+    status: str = "green",
+    issued: datetime | None = None,
+    hours: int = 7 * 24,
+    jti: str | None = None,
+) -> str:
+    with app.app_context():
+        return issue_demo_pass(
+            key, id_number, name, status, issued or utcnow() - timedelta(hours=1),
+            timedelta(hours=hours), jti,
+        )  # fmt: skip
+
+
+def add_worker_with(client, token: str | None = None, image: bytes | None = None, **changes):
+    data = worker_form(**changes)
+    if token is not None:
+        data["health_pass"] = token
+    if image is not None:
+        data["health_pass_image"] = (io.BytesIO(image), "qr.png")
+    return client.post(
+        "/roster/new",
+        data={"csrf_token": csrf_token(client, "/roster/new"), **data},
+        content_type="multipart/form-data",
+    )
+
+
+def entry_of(app, request_id: int, name: str = "张三") -> RosterEntry:
+    with app.app_context():
+        entry = db.session.scalar(
+            select(RosterEntry)
+            .join(Worker)
+            .where(RosterEntry.request_id == request_id, Worker.name == name)
+        )
+        db.session.expunge(entry)
+        return entry
+
+
+def request_tomorrow(client) -> int:
+    return create_request(
+        client,
+        earliest_departure=TOMORROW.isoformat(),
+        latest_departure=(TOMORROW + timedelta(days=1)).isoformat(),
+    )
+
+
+# --- the trust list ------------------------------------------------------------------------
+
+
+def test_admin_manages_the_trust_list(app, client_as):
+    admin = client_as("admin")
+    private_pem, public_jwk = generate_key()
+    import json
+
+    response = submit(
+        admin, "/admin/issuers/new",
+        {"name": "奉节县卫健委", "region_code": "500236", "public_key": "not a key",
+         "valid_from": "2026-01-01"},
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert len(errors(response)) == 1
+    # A private key pasted by mistake: only its public half is kept.
+    response = submit(
+        admin, "/admin/issuers/new",
+        {"name": "奉节县卫健委", "region_code": "500236", "public_key": private_pem,
+         "valid_from": "2026-01-01", "valid_until": "2027-06-30"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    with app.app_context():
+        issuer = db.session.scalar(select(HealthIssuer))
+        assert "d" not in issuer.public_jwk
+        assert issuer.public_jwk == public_jwk
+        issuer_id = issuer.id
+    page = admin.get("/admin/issuers").get_data(as_text=True)
+    assert "奉节县卫健委" in page
+    # The same key twice is refused.
+    response = submit(
+        admin, "/admin/issuers/new",
+        {"name": "again", "region_code": "500236", "public_key": json.dumps(public_jwk),
+         "valid_from": "2026-01-01"},
+    )  # fmt: skip
+    assert response.status_code == 200
+
+    # Revoking needs a reason; it is recorded and audited.
+    form_url = f"/admin/issuers/{issuer_id}"
+    submit(admin, f"/admin/issuers/{issuer_id}/revoke", {"reason": ""}, form_url=form_url)
+    with app.app_context():
+        assert db.session.get(HealthIssuer, issuer_id).revoked is False
+    submit(admin, f"/admin/issuers/{issuer_id}/revoke", {"reason": "私钥泄露"}, form_url=form_url)
+    with app.app_context():
+        issuer = db.session.get(HealthIssuer, issuer_id)
+        assert issuer.revoked
+        assert issuer.revoked_reason == "私钥泄露"
+        actions = set(db.session.scalars(select(AuditEntry.action)))
+    assert {"issuer.created", "issuer.revoked"} <= actions
+
+
+@pytest.mark.parametrize("role", ["employer", "coordinator"])
+def test_only_admins_manage_the_trust_list(client_as, role):
+    assert client_as(role).get("/admin/issuers").status_code == 403
+
+
+# --- passes from the roster form -----------------------------------------------------------
+
+
+def test_a_pasted_pass_clears_the_worker_on_their_request(app, client_as, issuer_key):
+    employer = client_as("employer")
+    response = add_worker_with(employer, a_pass(app, issuer_key) + "\n")
+    assert response.status_code == 302, errors(response)
+    request_id = request_tomorrow(employer)
+    add_everyone(employer, request_id)
+    assert entry_of(app, request_id).status == "cleared"
+    page = employer.get(f"/requests/{request_id}").get_data(as_text=True)
+    assert re.search(r"<strong>1</strong>\s*已核验通过", page)
+
+
+def test_a_photo_of_the_qr_code_works_too(app, client_as, issuer_key):
+    employer = client_as("employer")
+    picture = io.BytesIO()
+    segno.make(a_pass(app, issuer_key), error="m").save(picture, kind="png", scale=5)
+    response = add_worker_with(employer, image=picture.getvalue())
+    assert response.status_code == 302, errors(response)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(HealthCertificate)) == 1
+
+
+@pytest.mark.parametrize(
+    ("token", "image", "field_error"),
+    [
+        ("eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.", None, "health_pass"),
+        ("hello", None, "health_pass"),
+        (None, b"\x89PNG\r\n\x1a\nnot really", "health_pass_image"),
+    ],
+)
+def test_an_unreadable_pass_saves_nothing_and_keeps_the_form(
+    app, client_as, issuer_key, token, image, field_error
+):
+    employer = client_as("employer")
+    response = add_worker_with(employer, token, image, name="王五")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert len(errors(response)) == 1
+    assert 'value="王五"' in page  # what was typed is still there
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Worker)) == 0
+
+
+def test_a_pass_that_does_not_clear_says_why(app, client_as, issuer_key):
+    employer = client_as("employer")
+    # Bound to someone else, yellow, and expiring before the departure.
+    token = a_pass(app, issuer_key, id_number=LI, name="李四", status="yellow", hours=2)
+    add_worker_with(employer, token)
+    request_id = request_tomorrow(employer)
+    add_everyone(employer, request_id)
+    entry = entry_of(app, request_id)
+    assert entry.status == "blocked"
+    assert set(entry.block_reason.split(",")) == {
+        "wrong_id_number", "wrong_name", "status_not_green", "expired_at_departure"
+    }  # fmt: skip
+    page = employer.get(f"/requests/{request_id}").get_data(as_text=True)
+    assert "身份证号" in page  # the reasons, in words
+
+
+def test_the_same_pass_on_two_people_blocks_the_second(app, client_as, issuer_key):
+    employer = client_as("employer")
+    token = a_pass(app, issuer_key, jti="pass-0001")
+    add_worker_with(employer, token)
+    copied = a_pass(app, issuer_key, id_number=LI, name="李四", jti="pass-0001")
+    add_worker_with(employer, copied, name="李四", id_number=LI, phone="13800138001")
+    request_id = request_tomorrow(employer)
+    add_everyone(employer, request_id)
+    assert "jti_reused" in entry_of(app, request_id, "李四").block_reason.split(",")
+
+
+def test_revoking_the_issuer_blocks_at_the_next_check(app, client_as, issuer_key):
+    employer = client_as("employer")
+    add_worker_with(employer, a_pass(app, issuer_key))
+    request_id = request_tomorrow(employer)
+    add_everyone(employer, request_id)
+    action(employer, request_id, "submit")
+    assert entry_of(app, request_id).status == "cleared"
+    with app.app_context():
+        issuer = db.session.scalar(select(HealthIssuer))
+        issuer_id = issuer.id
+    admin = client_as("admin")
+    submit(admin, f"/admin/issuers/{issuer_id}/revoke", {"reason": "撤销"},
+           form_url=f"/admin/issuers/{issuer_id}")  # fmt: skip
+    assert entry_of(app, request_id).status == "cleared"  # not before the next check
+    with app.app_context():
+        from app.health.services import recheck_departing
+
+        totals = recheck_departing(utcnow(), timedelta(hours=48))
+        db.session.commit()
+    assert totals["blocked"] == 1
+    assert entry_of(app, request_id).block_reason == "issuer_revoked"
+
+
+# --- coordinators: paper certificates and overrides ---------------------------------------
+
+
+def submitted_blocked_request(client_as) -> tuple[int, object]:
+    employer = client_as("employer")
+    add_worker_with(employer)
+    request_id = request_tomorrow(employer)
+    add_everyone(employer, request_id)
+    action(employer, request_id, "submit")
+    return request_id, employer
+
+
+def test_coordinator_records_a_paper_certificate(app, client_as):
+    request_id, employer = submitted_blocked_request(client_as)
+    entry = entry_of(app, request_id)
+    assert entry.block_reason == "no_certificate"
+    coordinator = client_as("coordinator")
+    url = f"/requests/{request_id}/entries/{entry.id}/paper"
+    today = local_today("Asia/Shanghai")
+    scan = io.BytesIO(b"%PDF-1.4 scan")
+    response = coordinator.post(
+        url,
+        data={
+            "csrf_token": csrf_token(coordinator, url),
+            "clinic": "云阳县龙洞镇卫生院", "certificate_number": "LD-2027-0042",
+            "issued_on": today.isoformat(), "valid_until": (today + timedelta(days=7)).isoformat(),
+            "status": "green", "scan": (scan, "scan.pdf"),
+        },
+        content_type="multipart/form-data",
+    )  # fmt: skip
+    assert response.status_code == 302, errors(response)
+    assert entry_of(app, request_id).status == "cleared"
+    with app.app_context():
+        certificate = db.session.scalar(select(HealthCertificate))
+        assert certificate.kind == "paper"
+        assert certificate.recorded_by_id is not None
+        certificate_id = certificate.id
+    # The employer can see the scan of its own worker's certificate; another employer cannot.
+    assert employer.get(f"/certificates/{certificate_id}/scan").data == b"%PDF-1.4 scan"
+    assert client_as("employer_b").get(f"/certificates/{certificate_id}/scan").status_code == 404
+
+
+def test_override_needs_a_note_and_is_audited_and_shown(app, client_as):
+    request_id, employer = submitted_blocked_request(client_as)
+    entry = entry_of(app, request_id)
+    coordinator = client_as("coordinator")
+    url = f"/requests/{request_id}/entries/{entry.id}/override"
+    submit(coordinator, url, {"note": ""}, form_url=f"/requests/{request_id}")
+    assert entry_of(app, request_id).status == "blocked"
+    submit(
+        coordinator,
+        url,
+        {"note": "纸质证明已核对，原件见调度室"},
+        form_url=f"/requests/{request_id}",
+    )
+    overridden = entry_of(app, request_id)
+    assert overridden.status == "cleared"
+    assert overridden.overridden_by_id is not None
+    page = employer.get(f"/requests/{request_id}").get_data(as_text=True)
+    assert "纸质证明已核对" in page
+    with app.app_context():
+        assert (
+            db.session.scalar(
+                select(func.count()).where(AuditEntry.action == "entry.health_overridden")
+            )
+            == 1
+        )
+    # Employers cannot override.
+    response = submit(employer, url, {"note": "x"}, form_url=f"/requests/{request_id}")
+    assert response.status_code == 403
+
+
+def test_an_override_covers_only_the_reasons_it_was_given_for(app, client_as, issuer_key):
+    request_id, _employer = submitted_blocked_request(client_as)
+    entry = entry_of(app, request_id)
+    coordinator = client_as("coordinator")
+    submit(coordinator, f"/requests/{request_id}/entries/{entry.id}/override",
+           {"note": "特批"}, form_url=f"/requests/{request_id}")  # fmt: skip
+    assert entry_of(app, request_id).status == "cleared"
+    # A new pass that is red: a new reason, blocked again.
+    with app.app_context():
+        worker = db.session.get(Worker, entry.worker_id)
+        from app.health.services import attach_pass
+
+        attach_pass(worker, a_pass(app, issuer_key, status="red"), None)
+        db.session.commit()
+    again = entry_of(app, request_id)
+    assert again.status == "blocked"
+    assert again.block_reason == "status_not_green"
+
+
+# --- the import column ---------------------------------------------------------------------
+
+
+def test_passes_come_in_with_the_roster_import(app, client_as, issuer_key):
+    from tests.test_roster_import import import_file, import_record, xlsx
+
+    employer = client_as("employer")
+    request_id = request_tomorrow(employer)
+    rows = [
+        ["姓名", "身份证号", "手机号", "户籍地区代码", "健康码"],
+        ["张三", ZHANG, "13800138000", "500235", a_pass(app, issuer_key)],
+        ["李四", LI, "13800138001", "500235", "not a pass"],
+    ]
+    url = f"/requests/{request_id}/import"
+    import_id, _ = import_file(employer, xlsx(rows), url=url)
+    record = import_record(app, import_id)
+    assert record["status"] == "failed"
+    assert [(e["row"], e["column"]) for e in record["errors"]] == [(3, "健康码")]
+
+    rows[2][4] = a_pass(app, issuer_key, id_number=LI, name="李四")
+    import_id, _ = import_file(employer, xlsx(rows), url=url)
+    assert import_record(app, import_id)["status"] == "done"
+    assert entry_of(app, request_id, "张三").status == "cleared"
+    assert entry_of(app, request_id, "李四").status == "cleared"
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+
+def test_cli_creates_an_issuer_and_signs_passes(app, people, tmp_path):
+    import zxingcpp
+    from PIL import Image
+
+    runner = app.test_cli_runner()
+    key = tmp_path / "k.pem"
+    result = runner.invoke(
+        args=["health", "issuer", "create", "--name", "测试卫健委", "--region", "500235",
+              "--key-out", str(key)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    again = runner.invoke(
+        args=["health", "issuer", "create", "--name", "x", "--region", "500235",
+              "--key-out", str(key)],
+    )  # fmt: skip
+    assert again.exit_code != 0  # never overwrites a private key
+
+    qr = tmp_path / "pass.png"
+    result = runner.invoke(
+        args=["health", "issue-pass", "--key", str(key), "--id-number", ZHANG, "--name", "张三",
+              "--qr", str(qr)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    token = result.output.strip()
+    assert [found.text for found in zxingcpp.read_barcodes(Image.open(qr))] == [token]
+    with app.app_context():
+        from app.health.services import read_token
+
+        facts = read_token(token)
+        assert facts.signature_valid
+        assert facts.subject == ZHANG
+
+
+# --- the re-check job on real Celery + Redis -----------------------------------------------
+
+
+@pytest.fixture
+def four_day_recheck_window(monkeypatch):
+    """The worker process re-checks departures up to 96 h ahead (HEALTH_RECHECK_HOURS), so a
+    departure moved by a day stays in its window whatever the hour the test runs at."""
+    monkeypatch.setenv("HEALTH_RECHECK_HOURS", "96")
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_recheck_job_blocks_a_worker_whose_pass_expires_before_departure(
+    migrated_postgres_url, redis_url, pg_people, four_day_recheck_window, celery_worker, tmp_path
+):
+    app = make_app(migrated_postgres_url, REDIS_URL=redis_url)
+    with app.app_context():
+        create_demo_issuer("云阳县卫健委", "500235", tmp_path / "k.pem",
+                           local_today("Asia/Shanghai") - timedelta(days=7), None)  # fmt: skip
+        db.session.commit()
+    key = (tmp_path / "k.pem").read_text()
+    employer = app.test_client()
+    sign_in(employer, People.EMAILS["employer"])
+    # The pass lasts until two hours after tomorrow's departure (06:00 local).
+    departure = datetime.combine(TOMORROW, dt_time(6), ZoneInfo("Asia/Shanghai"))
+    issued = utcnow() - timedelta(hours=1)
+    hours = int((departure - issued).total_seconds() // 3600) + 2
+    add_worker_with(employer, a_pass(app, key, issued=issued, hours=hours))
+    request_id = request_tomorrow(employer)
+    add_everyone(employer, request_id)
+    action(employer, request_id, "submit")
+    assert entry_of(app, request_id).status == "cleared"
+
+    # The departure moves a day later (a trip rescheduled): the pass no longer lasts.
+    with app.app_context():
+        request = db.session.get(TransportRequest, request_id)
+        request.earliest_departure = request.earliest_departure + timedelta(days=1)
+        db.session.commit()
+    app.extensions["celery"].send_task("fangang.health.recheck_departing")
+    deadline = time.monotonic() + 30
+    while entry_of(app, request_id).status != "blocked":
+        assert time.monotonic() < deadline, "the worker did not re-check within 30 s"
+        time.sleep(0.3)
+    assert entry_of(app, request_id).block_reason == "expired_at_departure"
