@@ -6,19 +6,26 @@ Each domain adds its demo data here as it lands. Running the command again chang
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
 from app.accounts import services as accounts
 from app.accounts.models import Organization, User
 from app.core.access import Role
+from app.core.clock import utcnow
 from app.core.identity import id_number_check_character
 from app.demand import services as demand
 from app.demand.models import Worker
 from app.demand.roster import WorkerData
 from app.extensions import db
+from app.health import services as health
+from app.health.cli import create_demo_issuer, issue_demo_pass
+from app.health.models import HealthIssuer
+from app.health.passes import key_id, public_jwk_from_text
 
 demo_cli = AppGroup("demo", help="Demo data.")
 
@@ -52,8 +59,9 @@ def seed_command():
         if accounts.find_user_by_email(email) is None:
             organization = None if organization_index is None else organizations[organization_index]
             accounts.create_user(email, DEMO_PASSWORD, role, name, organization, region_code)
+    issuer_key = _seed_health_issuer()
     for index, organization in enumerate(organizations):
-        _seed_demand(organization, index)
+        _seed_demand(organization, index, issuer_key)
     db.session.commit()
 
     click.echo(f"Demo accounts (password for all: {DEMO_PASSWORD}):")
@@ -74,8 +82,53 @@ DEMO_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 DEMO_GIVEN = ["建国", "志强", "秀英", "桂兰", "海军", "明", "小红", "国平", "德华", "春梅"]
 
 
-def _seed_demand(organization: Organization, index: int) -> None:
-    """Thirty workers in three village groups, and one submitted transport request."""
+DEMO_ISSUER_KEY = "demo-health-issuer.pem"
+
+
+def _seed_health_issuer() -> str:
+    """A demo health authority on the trust list; its private key stays in instance/."""
+    key_file = Path(current_app.instance_path) / DEMO_ISSUER_KEY
+    if key_file.exists():
+        private_pem = key_file.read_text()
+        kid = key_id(public_jwk_from_text(private_pem))
+        if db.session.scalar(select(HealthIssuer.id).where(HealthIssuer.kid == kid)) is None:
+            health.create_issuer(
+                "重庆市云阳县卫生健康委员会（演示）",
+                "500235",
+                private_pem,
+                health.local_day_start(demand.today() - timedelta(days=30)),
+                None,
+                None,
+            )
+        return private_pem
+    create_demo_issuer(
+        "重庆市云阳县卫生健康委员会（演示）",
+        "500235",
+        key_file,
+        demand.today() - timedelta(days=30),
+        None,
+    )
+    return key_file.read_text()
+
+
+def _demo_pass(issuer_key: str, data: WorkerData, n: int) -> str:
+    """A realistic mix: mostly green, some expired before departure, one yellow, one
+    bound to somebody else's ID number."""
+    status, hours, id_number = "green", 7 * 24, data.id_number
+    if n % 10 == 7:
+        hours = 12  # expires before the departure
+    elif n == 6:
+        status = "yellow"
+    elif n == 9:
+        id_number = id_number[:-5] + ("00001" if not id_number.endswith("00001") else "00002")
+        id_number = id_number[:17] + id_number_check_character(id_number[:17])
+    issued = utcnow() - timedelta(hours=2)
+    return issue_demo_pass(issuer_key, id_number, data.name, status, issued, timedelta(hours=hours))
+
+
+def _seed_demand(organization: Organization, index: int, issuer_key: str) -> None:
+    """Thirty workers in three village groups, with health passes, and one submitted
+    transport request leaving in a day or two."""
     if db.session.scalar(select(Worker.id).where(Worker.organization_id == organization.id)):
         return
     hr = db.session.scalar(select(User).where(User.organization_id == organization.id))
@@ -91,8 +144,10 @@ def _seed_demand(organization: Organization, index: int) -> None:
             home_region_name=county,
             group_tag=village,
         )
-        workers.append(demand.create_worker(organization, data, hr))
-    departure = demand.today() + timedelta(days=7 + index)
+        worker = demand.create_worker(organization, data, hr)
+        health.attach_pass(worker, _demo_pass(issuer_key, data, n), hr)
+        workers.append(worker)
+    departure = demand.today() + timedelta(days=1 + index)
     request = demand.create_request(
         organization,
         {

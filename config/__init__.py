@@ -105,8 +105,12 @@ class Config:
             settings["BABEL_DEFAULT_TIMEZONE"] = env["TIMEZONE"]
         if env.get("TRUSTED_PROXY_COUNT"):
             settings["TRUSTED_PROXY_COUNT"] = int(env["TRUSTED_PROXY_COUNT"])
-        for name in ("WORKER_MIN_AGE", "WORKER_MAX_AGE", "HEALTH_FRESHNESS_HOURS",
-                     "HEALTH_RECHECK_HOURS"):
+        for name in (
+            "WORKER_MIN_AGE",
+            "WORKER_MAX_AGE",
+            "HEALTH_FRESHNESS_HOURS",
+            "HEALTH_RECHECK_HOURS",
+        ):
             if env.get(name):
                 settings[name] = int(env[name])
         if env.get("ITEMS_PER_PAGE"):

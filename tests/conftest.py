@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
+
+# Tests keep their instance files (dev keys, demo issuer key) out of the checkout.
+os.environ.setdefault("FANGANG_INSTANCE_PATH", tempfile.mkdtemp(prefix="fangang-test-"))
 import re
 import subprocess
 import sys

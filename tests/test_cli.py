@@ -3,7 +3,7 @@
 from sqlalchemy import func, select
 
 from app.accounts.models import Organization, User
-from app.demand.models import TransportRequest, Worker
+from app.demand.models import RosterEntry, TransportRequest, Worker
 from app.extensions import db
 from tests.conftest import CREDIT_CODE_A, sign_in
 
@@ -98,3 +98,10 @@ def test_demo_seed_prints_credentials_that_work_and_runs_twice(app):
         assert db.session.scalar(select(func.count()).select_from(Worker)) == 60
         submitted = db.session.scalars(select(TransportRequest.status)).all()
         assert submitted == ["submitted", "submitted"]
+        # Demo workers carry health passes: mostly green, a few that do not clear.
+        verdicts = dict(
+            db.session.execute(
+                select(RosterEntry.status, func.count()).group_by(RosterEntry.status)
+            ).all()
+        )
+        assert verdicts["cleared"] > verdicts["blocked"] > 0
