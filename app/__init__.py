@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -88,6 +88,9 @@ def _init_extensions(app: Flask) -> None:
     if app.config.get("REDIS_URL"):
         app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
     db.init_app(app)
+    with app.app_context():
+        if db.engine.url.get_backend_name() == "sqlite":
+            _sqlite_transactions(db.engine)
     migrate.init_app(
         app,
         db,
@@ -110,6 +113,22 @@ def _init_extensions(app: Flask) -> None:
     from app.core import models as _core_models  # noqa: F401
     from app.demand import models as _demand_models  # noqa: F401
     from app.health import models as _health_models  # noqa: F401
+    from app.notify import models as _notify_models  # noqa: F401
+
+
+def _sqlite_transactions(engine) -> None:
+    """Let SQLAlchemy, not the sqlite3 module, begin transactions: otherwise a SAVEPOINT
+    opens a transaction that commit() never ends, and the next writer waits on its lock
+    (SQLAlchemy's documented recipe for pysqlite). Foreign keys are enforced as well."""
+
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+    @event.listens_for(engine, "begin")
+    def begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 def _init_login(app: Flask, login_manager) -> None:
@@ -134,11 +153,13 @@ def _register_blueprints(app: Flask) -> None:
     from app.core.views import bp as core_bp
     from app.demand.views import bp as demand_bp
     from app.health.views import bp as health_bp
+    from app.notify.views import bp as notify_bp
 
     app.register_blueprint(core_bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(demand_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(notify_bp)
 
 
 def _register_cli(app: Flask) -> None:

@@ -22,10 +22,12 @@ babel = Babel()
 limiter = Limiter(key_func=get_remote_address)
 
 # Task modules the worker imports; each holds named tasks (see workers/).
-TASK_MODULES = ["workers.system", "workers.demand", "workers.health"]
+TASK_MODULES = ["workers.system", "workers.demand", "workers.health", "workers.notify"]
 
 # Periodic jobs, run by the one `celery -A workers beat`.
 BEAT_SCHEDULE = {
+    # Messages whose time has come, and any the nudge after their commit could not send.
+    "notify-relay": {"task": "fangang.notify.relay", "schedule": 10},
     "health-recheck-departing": {
         "task": "fangang.health.recheck_departing",
         "schedule": 15 * 60,

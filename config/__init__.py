@@ -78,6 +78,25 @@ class Config:
     # Until trips give exact times, a request's workers are taken to leave at this local time
     # on its earliest departure day.
     DEFAULT_DEPARTURE_TIME = "06:00"
+    # Notifications (app/notify/): without a gateway or mail server, messages go to files in
+    # instance/ (sms.log, mail.log), as in development.
+    # Links in messages point here.
+    BASE_URL = "http://127.0.0.1:5000"
+    SMS_GATEWAY_URL: str | None = None
+    SMS_GATEWAY_USERNAME = ""
+    SMS_GATEWAY_PASSWORD = ""
+    SMS_GATEWAY_TIMEOUT = 5.0
+    SMS_PER_SECOND = 0.0  # 0: no limit of our own (the gateway's contract may set one)
+    SMTP_HOST: str | None = None
+    SMTP_PORT = 25
+    SMTP_USERNAME = ""
+    SMTP_PASSWORD = ""
+    SMTP_STARTTLS = False
+    SMTP_TIMEOUT = 10.0
+    MAIL_SENDER = "返岗直通车 <noreply@fangang.local>"
+    NOTIFY_MAX_ATTEMPTS = 6
+    NOTIFY_RETRY_BASE_SECONDS = 30
+    NOTIFY_STALE_MINUTES = 10
     # Uploads (roster files) are refused above this, before they are read into memory.
     MAX_CONTENT_LENGTH = 12 * 1024 * 1024
     # Plausible working age at the travel date; outside it, a typo in the ID is likelier.
@@ -98,7 +117,31 @@ class Config:
         for name in ("PII_KEYS", "PII_HASH_KEY"):
             if env.get(name):
                 settings[name] = env[name]
-        for name in ("FEVER_CELSIUS", "DEFAULT_DEPARTURE_TIME"):
+        for name in (
+            "SMTP_PORT",
+            "NOTIFY_MAX_ATTEMPTS",
+            "NOTIFY_RETRY_BASE_SECONDS",
+            "NOTIFY_STALE_MINUTES",
+        ):
+            if env.get(name):
+                settings[name] = int(env[name])
+        for name in ("SMS_GATEWAY_TIMEOUT", "SMS_PER_SECOND", "SMTP_TIMEOUT"):
+            if env.get(name):
+                settings[name] = float(env[name])
+        if env.get("SMTP_STARTTLS"):
+            settings["SMTP_STARTTLS"] = env["SMTP_STARTTLS"].lower() in ("1", "true", "yes")
+        for name in (
+            "FEVER_CELSIUS",
+            "DEFAULT_DEPARTURE_TIME",
+            "BASE_URL",
+            "SMS_GATEWAY_URL",
+            "SMS_GATEWAY_USERNAME",
+            "SMS_GATEWAY_PASSWORD",
+            "SMTP_HOST",
+            "SMTP_USERNAME",
+            "SMTP_PASSWORD",
+            "MAIL_SENDER",
+        ):
             if env.get(name):
                 settings[name] = env[name]
         if env.get("TIMEZONE"):

@@ -38,9 +38,12 @@ def issuer_key(app, tmp_path) -> str:
     """A trusted issuer (valid from a week ago) and its private key."""
     with app.app_context():
         create_demo_issuer(
-            "重庆市云阳县卫生健康委员会", "500235", tmp_path / "issuer.pem",
-            local_today("Asia/Shanghai") - timedelta(days=7), None,
-        )  # fmt: skip
+            "重庆市云阳县卫生健康委员会",
+            "500235",
+            tmp_path / "issuer.pem",
+            local_today("Asia/Shanghai") - timedelta(days=7),
+            None,
+        )
         db.session.commit()
     return (tmp_path / "issuer.pem").read_text()
 
@@ -57,9 +60,14 @@ def a_pass(
 ) -> str:
     with app.app_context():
         return issue_demo_pass(
-            key, id_number, name, status, issued or utcnow() - timedelta(hours=1),
-            timedelta(hours=hours), jti,
-        )  # fmt: skip
+            key,
+            id_number,
+            name,
+            status,
+            issued or utcnow() - timedelta(hours=1),
+            timedelta(hours=hours),
+            jti,
+        )
 
 
 def add_worker_with(client, token: str | None = None, image: bytes | None = None, **changes):
@@ -103,18 +111,29 @@ def test_admin_manages_the_trust_list(app, client_as):
     import json
 
     response = submit(
-        admin, "/admin/issuers/new",
-        {"name": "奉节县卫健委", "region_code": "500236", "public_key": "not a key",
-         "valid_from": "2026-01-01"},
-    )  # fmt: skip
+        admin,
+        "/admin/issuers/new",
+        {
+            "name": "奉节县卫健委",
+            "region_code": "500236",
+            "public_key": "not a key",
+            "valid_from": "2026-01-01",
+        },
+    )
     assert response.status_code == 200
     assert len(errors(response)) == 1
     # A private key pasted by mistake: only its public half is kept.
     response = submit(
-        admin, "/admin/issuers/new",
-        {"name": "奉节县卫健委", "region_code": "500236", "public_key": private_pem,
-         "valid_from": "2026-01-01", "valid_until": "2027-06-30"},
-    )  # fmt: skip
+        admin,
+        "/admin/issuers/new",
+        {
+            "name": "奉节县卫健委",
+            "region_code": "500236",
+            "public_key": private_pem,
+            "valid_from": "2026-01-01",
+            "valid_until": "2027-06-30",
+        },
+    )
     assert response.status_code == 302
     with app.app_context():
         issuer = db.session.scalar(select(HealthIssuer))
@@ -125,10 +144,15 @@ def test_admin_manages_the_trust_list(app, client_as):
     assert "奉节县卫健委" in page
     # The same key twice is refused.
     response = submit(
-        admin, "/admin/issuers/new",
-        {"name": "again", "region_code": "500236", "public_key": json.dumps(public_jwk),
-         "valid_from": "2026-01-01"},
-    )  # fmt: skip
+        admin,
+        "/admin/issuers/new",
+        {
+            "name": "again",
+            "region_code": "500236",
+            "public_key": json.dumps(public_jwk),
+            "valid_from": "2026-01-01",
+        },
+    )
     assert response.status_code == 200
 
     # Revoking needs a reason; it is recorded and audited.
@@ -205,8 +229,11 @@ def test_a_pass_that_does_not_clear_says_why(app, client_as, issuer_key):
     entry = entry_of(app, request_id)
     assert entry.status == "blocked"
     assert set(entry.block_reason.split(",")) == {
-        "wrong_id_number", "wrong_name", "status_not_green", "expired_at_departure"
-    }  # fmt: skip
+        "wrong_id_number",
+        "wrong_name",
+        "status_not_green",
+        "expired_at_departure",
+    }
     page = employer.get(f"/requests/{request_id}").get_data(as_text=True)
     assert "身份证号" in page  # the reasons, in words
 
@@ -233,8 +260,12 @@ def test_revoking_the_issuer_blocks_at_the_next_check(app, client_as, issuer_key
         issuer = db.session.scalar(select(HealthIssuer))
         issuer_id = issuer.id
     admin = client_as("admin")
-    submit(admin, f"/admin/issuers/{issuer_id}/revoke", {"reason": "撤销"},
-           form_url=f"/admin/issuers/{issuer_id}")  # fmt: skip
+    submit(
+        admin,
+        f"/admin/issuers/{issuer_id}/revoke",
+        {"reason": "撤销"},
+        form_url=f"/admin/issuers/{issuer_id}",
+    )
     assert entry_of(app, request_id).status == "cleared"  # not before the next check
     with app.app_context():
         from app.health.services import recheck_departing
@@ -269,12 +300,15 @@ def test_coordinator_records_a_paper_certificate(app, client_as):
         url,
         data={
             "csrf_token": csrf_token(coordinator, url),
-            "clinic": "云阳县龙洞镇卫生院", "certificate_number": "LD-2027-0042",
-            "issued_on": today.isoformat(), "valid_until": (today + timedelta(days=7)).isoformat(),
-            "status": "green", "scan": (scan, "scan.pdf"),
+            "clinic": "云阳县龙洞镇卫生院",
+            "certificate_number": "LD-2027-0042",
+            "issued_on": today.isoformat(),
+            "valid_until": (today + timedelta(days=7)).isoformat(),
+            "status": "green",
+            "scan": (scan, "scan.pdf"),
         },
         content_type="multipart/form-data",
-    )  # fmt: skip
+    )
     assert response.status_code == 302, errors(response)
     assert entry_of(app, request_id).status == "cleared"
     with app.app_context():
@@ -321,8 +355,12 @@ def test_an_override_covers_only_the_reasons_it_was_given_for(app, client_as, is
     request_id, _employer = submitted_blocked_request(client_as)
     entry = entry_of(app, request_id)
     coordinator = client_as("coordinator")
-    submit(coordinator, f"/requests/{request_id}/entries/{entry.id}/override",
-           {"note": "特批"}, form_url=f"/requests/{request_id}")  # fmt: skip
+    submit(
+        coordinator,
+        f"/requests/{request_id}/entries/{entry.id}/override",
+        {"note": "特批"},
+        form_url=f"/requests/{request_id}",
+    )
     assert entry_of(app, request_id).status == "cleared"
     # A new pass that is red: a new reason, blocked again.
     with app.app_context():
@@ -372,22 +410,50 @@ def test_cli_creates_an_issuer_and_signs_passes(app, people, tmp_path):
     runner = app.test_cli_runner()
     key = tmp_path / "k.pem"
     result = runner.invoke(
-        args=["health", "issuer", "create", "--name", "测试卫健委", "--region", "500235",
-              "--key-out", str(key)],
-    )  # fmt: skip
+        args=[
+            "health",
+            "issuer",
+            "create",
+            "--name",
+            "测试卫健委",
+            "--region",
+            "500235",
+            "--key-out",
+            str(key),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert oct(key.stat().st_mode & 0o777) == "0o600"
     again = runner.invoke(
-        args=["health", "issuer", "create", "--name", "x", "--region", "500235",
-              "--key-out", str(key)],
-    )  # fmt: skip
+        args=[
+            "health",
+            "issuer",
+            "create",
+            "--name",
+            "x",
+            "--region",
+            "500235",
+            "--key-out",
+            str(key),
+        ],
+    )
     assert again.exit_code != 0  # never overwrites a private key
 
     qr = tmp_path / "pass.png"
     result = runner.invoke(
-        args=["health", "issue-pass", "--key", str(key), "--id-number", ZHANG, "--name", "张三",
-              "--qr", str(qr)],
-    )  # fmt: skip
+        args=[
+            "health",
+            "issue-pass",
+            "--key",
+            str(key),
+            "--id-number",
+            ZHANG,
+            "--name",
+            "张三",
+            "--qr",
+            str(qr),
+        ],
+    )
     assert result.exit_code == 0, result.output
     token = result.output.strip()
     assert [found.text for found in zxingcpp.read_barcodes(Image.open(qr))] == [token]
@@ -416,8 +482,13 @@ def test_recheck_job_blocks_a_worker_whose_pass_expires_before_departure(
 ):
     app = make_app(migrated_postgres_url, REDIS_URL=redis_url)
     with app.app_context():
-        create_demo_issuer("云阳县卫健委", "500235", tmp_path / "k.pem",
-                           local_today("Asia/Shanghai") - timedelta(days=7), None)  # fmt: skip
+        create_demo_issuer(
+            "云阳县卫健委",
+            "500235",
+            tmp_path / "k.pem",
+            local_today("Asia/Shanghai") - timedelta(days=7),
+            None,
+        )
         db.session.commit()
     key = (tmp_path / "k.pem").read_text()
     employer = app.test_client()

@@ -1,6 +1,7 @@
 """Background jobs: in-process after commit (embedded), and through Redis to a real Celery
 worker."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -52,6 +53,24 @@ def test_jobs_of_a_rolled_back_transaction_never_run(app, people):
         services.record_audit("unrelated.event")
         db.session.commit()
     assert actions(app) == []
+
+
+def test_a_savepoint_neither_sends_nor_drops_the_jobs_of_its_transaction(app, people):
+    """SQLAlchemy signals 'commit' and 'rollback' for savepoints too: a job must still wait
+    for the real commit (it must see the data), and survive a savepoint rolled back."""
+    from app.accounts.models import User
+
+    with app.app_context():
+        admin = db.session.get(User, people.admin_id)
+        services.request_test_job(admin)
+        with db.session.begin_nested():
+            services.record_audit("unrelated.event")
+        assert "system.test_job.ran" not in actions(app)  # not before the commit
+        with contextlib.suppress(RuntimeError), db.session.begin_nested():
+            services.record_audit("unrelated.event")
+            raise RuntimeError("undo this part only")
+        db.session.commit()
+    assert actions(app) == ["system.test_job.requested", "system.test_job.ran"]
 
 
 def test_the_job_is_idempotent(app, people):

@@ -24,7 +24,9 @@ _PENDING = "fangang_pending_jobs"
 def enqueue_after_commit(task_name: str, *ids: int) -> None:
     from app.extensions import db  # the session of the current app context
 
-    db.session.info.setdefault(_PENDING, []).append((task_name, ids))
+    pending = db.session.info.setdefault(_PENDING, [])
+    if (task_name, ids) not in pending:  # one nudge per transaction is enough
+        pending.append((task_name, ids))
 
 
 def dispatch(task_name: str, ids: tuple[int, ...]) -> None:
@@ -40,14 +42,22 @@ def dispatch(task_name: str, ids: tuple[int, ...]) -> None:
         log.exception("job %s%r could not be dispatched", task_name, ids)
 
 
+# SQLAlchemy also emits these for a savepoint (begin_nested); only the outermost transaction
+# counts: its commit makes the work visible to the job, its rollback drops the jobs.
+
+
 @event.listens_for(Session, "after_commit")
 def _send_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     for task_name, ids in session.info.pop(_PENDING, []):
         dispatch(task_name, ids)
 
 
 @event.listens_for(Session, "after_rollback")
 def _drop_after_rollback(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     session.info.pop(_PENDING, None)
 
 

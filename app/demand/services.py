@@ -20,6 +20,7 @@ from app.core.errors import DomainError
 from app.core.identity import age_on, birth_date_of, mask_id_number
 from app.core.jobs import enqueue_after_commit
 from app.core.pii import vault
+from app.core.regions import region_prefix
 from app.core.services import record_audit
 from app.demand.models import (
     CLAIMING_STATUSES,
@@ -44,6 +45,7 @@ from app.demand.spreadsheets import SpreadsheetError, read_table
 from app.extensions import db
 from app.health import services as health
 from app.health.passes import PassFacts, read_pass
+from app.notify.services import link, notify_users
 
 IMPORT_TASK = "fangang.demand.import_roster"
 
@@ -310,7 +312,59 @@ def submit_request(request: TransportRequest, actor: User) -> None:
     )
     request.submitted_at = utcnow()
     _claim_places(request, entries)
-    health.check_entries(entries)  # at the departure as submitted
+    health.check_entries(entries, tell_all_blocked=True)  # at the departure as submitted
+    _tell_coordinators(request, len(entries))
+
+
+def region_coordinators(request: TransportRequest) -> list[User]:
+    """Coordinators whose region covers where the request leaves from or goes to."""
+    coordinators = db.session.scalars(
+        select(User).where(User.role == "coordinator", User.active)
+    ).all()
+    return [
+        user
+        for user in coordinators
+        if request.origin_region_code.startswith(region_prefix(user.region_code))
+        or request.destination_region_code.startswith(region_prefix(user.region_code))
+    ]
+
+
+def employer_users(organization_id: int) -> list[User]:
+    return list(
+        db.session.scalars(select(User).where(User.organization_id == organization_id, User.active))
+    )
+
+
+def _tell_coordinators(request: TransportRequest, workers: int) -> None:
+    notify_users(
+        f"request.submitted:{request.id}:{request.version}",
+        region_coordinators(request),
+        "request_submitted",
+        {
+            "reference": request.reference,
+            "employer": request.organization.name,
+            "origin": request.origin_region_name,
+            "destination": f"{request.site_name}, {request.destination_region_name}",
+            "earliest": request.earliest_departure.isoformat(),
+            "latest": request.latest_departure.isoformat(),
+            "workers": workers,
+            "url": link(f"/requests/{request.id}"),
+        },
+    )
+
+
+def _tell_employer_decision(request: TransportRequest) -> None:
+    notify_users(
+        f"request.{request.status}:{request.id}:{request.version}",
+        employer_users(request.organization_id),
+        "request_decided",
+        {
+            "reference": request.reference,
+            "decision": request.status,
+            "reason": request.decision_reason or "",
+            "url": link(f"/requests/{request.id}"),
+        },
+    )
 
 
 def withdraw_request(request: TransportRequest, actor: User) -> None:
@@ -335,6 +389,7 @@ def approve_request(request: TransportRequest, actor: User, reason: str | None =
     _transition(request, [RequestStatus.SUBMITTED], RequestStatus.APPROVED, "approved", actor)
     request.decided_at, request.decided_by_id = utcnow(), actor.id
     request.decision_reason = reason or None
+    _tell_employer_decision(request)
 
 
 def reject_request(request: TransportRequest, actor: User, reason: str) -> None:
@@ -344,6 +399,7 @@ def reject_request(request: TransportRequest, actor: User, reason: str) -> None:
     request.decided_at, request.decided_by_id = utcnow(), actor.id
     request.decision_reason = reason.strip()
     _release_places(request)
+    _tell_employer_decision(request)
 
 
 def _check_ages(request: TransportRequest, workers: Iterable[Worker]) -> None:

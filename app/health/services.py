@@ -7,6 +7,7 @@ pass again with the trust list as it is now, so a revoked issuer counts from the
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -48,6 +49,7 @@ from app.health.rules import (
     evaluate_paper,
     evaluate_pass,
 )
+from app.notify.services import link, notify_users
 
 # Entries whose verdict a health check may change (later states are past the bus door).
 CHECKABLE = (EntryStatus.PENDING.value, EntryStatus.CLEARED.value, EntryStatus.BLOCKED.value)
@@ -354,8 +356,11 @@ def apply_verdict(entry: RosterEntry, verdict: Verdict) -> None:
         )
 
 
-def check_entries(entries: list[RosterEntry], departure_of=None) -> dict[str, int]:
-    """Check these entries now; returns how many ended cleared and blocked."""
+def check_entries(
+    entries: list[RosterEntry], departure_of=None, tell_all_blocked: bool = False
+) -> dict[str, int]:
+    """Check these entries now; returns how many ended cleared and blocked. The employer is
+    told of workers newly blocked on live requests (or of all blocked ones, on submission)."""
     entries = [entry for entry in entries if entry.status in CHECKABLE]
     if not entries:
         return {"cleared": 0, "blocked": 0}
@@ -363,14 +368,48 @@ def check_entries(entries: list[RosterEntry], departure_of=None) -> dict[str, in
     certificates = current_certificates(entry.worker_id for entry in entries)
     departure_of = departure_of or (lambda entry: request_departure(entry.request))
     counts = {"cleared": 0, "blocked": 0}
+    newly_blocked: dict[int, list[RosterEntry]] = {}
     for entry in entries:
+        previous = entry.status
         verdict = checker.verdict(
             entry.worker, certificates.get(entry.worker_id), departure_of(entry)
         )
         apply_verdict(entry, verdict)
         counts["cleared" if entry.status == EntryStatus.CLEARED else "blocked"] += 1
+        if entry.status == EntryStatus.BLOCKED and (
+            tell_all_blocked or previous != EntryStatus.BLOCKED
+        ):
+            newly_blocked.setdefault(entry.request_id, []).append(entry)
     db.session.flush()
+    for blocked in newly_blocked.values():
+        _tell_employer(blocked)
     return counts
+
+
+def _tell_employer(blocked: list[RosterEntry]) -> None:
+    """The employer hears which workers of a live request need a new certificate (drafts are
+    shown on the page only: nothing is booked yet)."""
+    request = blocked[0].request
+    if request.status not in {status.value for status in CLAIMING_STATUSES}:
+        return
+    listed = sorted(blocked, key=lambda entry: entry.worker.name)
+    # The same workers blocked for the same reasons are one event, told once.
+    fingerprint = hashlib.sha256(
+        ";".join(f"{e.id}:{e.block_reason}" for e in listed).encode()
+    ).hexdigest()[:16]
+    employers = db.session.scalars(
+        select(User).where(User.organization_id == request.organization_id, User.active)
+    ).all()
+    notify_users(
+        f"health.blocked:{request.id}:{fingerprint}",
+        employers,
+        "health_blocked",
+        {
+            "reference": request.reference,
+            "workers": [{"name": e.worker.name, "reasons": e.block_reason} for e in listed],
+            "url": link(f"/requests/{request.id}?status=blocked"),
+        },
+    )
 
 
 def check_worker_entries(worker: Worker) -> None:

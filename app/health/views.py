@@ -48,9 +48,12 @@ def health_reasons(codes: str | None) -> list[str]:
     ]
 
 
+bp.add_app_template_global(health_reasons)  # messages render it outside requests too
+
+
 @bp.app_context_processor
 def health_names() -> dict:
-    return {"health_reasons": health_reasons, "health_status_names": STATUS_NAMES}
+    return {"health_status_names": STATUS_NAMES}
 
 
 def _day_start(day: date):

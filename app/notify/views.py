@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from sqlalchemy import select, update
+
+from app.core.access import Role, roles_required
+from app.core.clock import utcnow
+from app.extensions import db
+from app.notify import services
+from app.notify.models import Notification, NotificationStatus
+from app.notify.texts import sms_segments
+
+bp = Blueprint("notify", __name__, template_folder="templates")
+
+operators = roles_required(Role.COORDINATOR, Role.ADMIN)
+
+# What each message looks like, for the preview page: a made-up but realistic case.
+SAMPLES = {
+    "request_submitted": {
+        "reference": "R2027-000123",
+        "employer": "济南城建工程有限公司",
+        "origin": "重庆市 云阳县",
+        "destination": "历下区经十路工地, 山东省 济南市",
+        "earliest": "2027-02-20",
+        "latest": "2027-02-22",
+        "workers": 42,
+        "url": "https://fangang.example/requests/123",
+    },
+    "request_decided": {
+        "reference": "R2027-000123",
+        "decision": "rejected",
+        "reason": "日期与专列不符，请改为下周",
+        "url": "https://fangang.example/requests/123",
+    },
+    "seat_given": {
+        "name": "张三",
+        "date": "2月20日",
+        "time": "06:30",
+        "meeting_point": "云阳汽车站东门",
+        "vehicle": "渝F·12345",
+        "seat": "12",
+        "driver_phone": "13800138000",
+        "url": "https://fgzt.cn/t/Xk3d9",
+    },
+    "departure_reminder": {
+        "hours_before": 24,
+        "time": "06:30",
+        "meeting_point": "云阳汽车站东门",
+        "seat": "12",
+        "url": "https://fgzt.cn/t/Xk3d9",
+    },
+    "health_blocked": {
+        "reference": "R2027-000123",
+        "workers": [
+            {"name": "张三", "reasons": "expired_at_departure"},
+            {"name": "李四", "reasons": "wrong_name,status_not_green"},
+        ],
+        "url": "https://fangang.example/requests/123?status=blocked",
+    },
+}
+
+
+@bp.get("/outbox")
+@operators
+def outbox():
+    failed = db.paginate(
+        select(Notification)
+        .where(Notification.status.in_([NotificationStatus.FAILED, NotificationStatus.DEAD]))
+        .order_by(Notification.id.desc()),
+        per_page=current_app.config["ITEMS_PER_PAGE"],
+    )
+    return render_template(
+        "notify/outbox.html",
+        counts=services.status_counts(),
+        events=services.recent_events(utcnow() - timedelta(hours=24)),
+        failed=failed,
+        form=FlaskForm(),
+        running=db.session.scalar(
+            select(Notification.id)
+            .where(
+                Notification.status.in_([NotificationStatus.PENDING, NotificationStatus.SENDING]),
+                Notification.send_at <= utcnow(),
+            )
+            .limit(1)
+        )
+        is not None,
+    )
+
+
+@bp.post("/outbox/retry")
+@operators
+def retry():
+    if FlaskForm().validate_on_submit():
+        ids = (
+            None
+            if request.form.get("all")
+            else [int(value) for value in request.form.getlist("id") if value.isdigit()]
+        )
+        count = services.retry(ids, current_user)
+        db.session.commit()
+        flash(_("%(count)s messages queued again.", count=count), "success")
+    return redirect(url_for("notify.outbox"))
+
+
+@bp.get("/outbox/preview")
+@operators
+def preview():
+    shown = []
+    for template, context in SAMPLES.items():
+        for locale in current_app.config["LANGUAGES"]:
+            for channel in ("email", "inapp", "sms"):
+                fake = Notification(
+                    template=template, locale=locale, channel=channel, context=context
+                )
+                try:
+                    subject, text = services.render(fake)
+                except KeyError:  # the message has no version for this channel
+                    continue
+                segments = sms_segments(text) if channel == "sms" else None
+                shown.append((template, locale, channel, subject, text, segments))
+    return render_template("notify/preview.html", shown=shown)
+
+
+@bp.get("/inbox")
+@login_required
+def inbox():
+    page = db.paginate(
+        select(Notification)
+        .where(
+            Notification.user_id == current_user.id,
+            Notification.channel == "inapp",
+            Notification.status == NotificationStatus.SENT,
+        )
+        .order_by(Notification.id.desc()),
+        per_page=current_app.config["ITEMS_PER_PAGE"],
+    )
+    messages = [(n, services.render(n)[1]) for n in page.items]
+    unread = [n.id for n in page.items if n.read_at is None]
+    if unread:
+        db.session.execute(
+            update(Notification).where(Notification.id.in_(unread)).values(read_at=utcnow())
+        )
+        db.session.commit()
+    return render_template("notify/inbox.html", page=page, messages=messages, unread=set(unread))

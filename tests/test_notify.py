@@ -1,0 +1,374 @@
+"""The outbox end to end: events write rows once, the relay sends them through a real SMTP
+server and the fake SMS gateway (a real HTTP server), retries, gives up, and is watched and
+retried from the operator page."""
+
+import email
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from email.policy import default as default_policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
+
+from app.core.clock import utcnow
+from app.extensions import db
+from app.notify import services
+from app.notify.fake_gateway import FakeSmsGateway
+from app.notify.models import Channel, Notification
+from tests.conftest import ROOT, make_app, service_env, submit
+from tests.test_demand import action, add_everyone, add_worker, create_request
+
+
+class Inbox:
+    """A real SMTP server (aiosmtpd) keeping what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=default_policy)
+        message["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
+        self.messages.append(message)
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server():
+    inbox = Inbox()
+    inbox.port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture
+def gateway():
+    with FakeSmsGateway() as fake:
+        yield fake
+
+
+@pytest.fixture
+def mail_app(app, smtp_server, gateway):
+    app.config.update(
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=smtp_server.port,
+        SMS_GATEWAY_URL=gateway.url,
+        SMS_GATEWAY_TIMEOUT=1.0,
+        NOTIFY_RETRY_BASE_SECONDS=30,
+        NOTIFY_MAX_ATTEMPTS=3,
+    )
+    return app
+
+
+SEAT = {
+    "name": "张三",
+    "date": "2月20日",
+    "time": "06:30",
+    "meeting_point": "云阳汽车站东门",
+    "vehicle": "渝F·12345",
+    "seat": "12",
+    "driver_phone": "13800138000",
+    "url": "https://fgzt.cn/t/Xk3d9",
+}
+
+
+def rows(app, **where) -> list[Notification]:
+    with app.app_context():
+        query = select(Notification).order_by(Notification.id)
+        for name, value in where.items():
+            query = query.where(getattr(Notification, name) == value)
+        found = db.session.scalars(query).all()
+        for row in found:
+            db.session.expunge(row)
+        return found
+
+
+def relay_at(app, when) -> int:
+    with app.app_context():
+        return services.relay(when)
+
+
+def sms(app, event: str, to: str, send_at=None) -> None:
+    with app.app_context():
+        services.notify(
+            event,
+            Channel.SMS,
+            "seat_given",
+            SEAT,
+            to=to,
+            send_at=send_at,
+        )
+        db.session.commit()
+
+
+def test_an_event_makes_one_row_however_often_it_is_told(mail_app, people):
+    from app.accounts.models import User
+
+    with mail_app.app_context():
+        user = db.session.get(User, people.employer_a_id)
+        for _ in range(3):
+            services.notify(
+                "request.approved:1:1",
+                Channel.EMAIL,
+                "request_decided",
+                {"reference": "R1", "decision": "approved", "url": "x"},
+                to=user.email,
+                user=user,
+            )
+        db.session.commit()
+        assert db.session.scalar(select(func.count()).select_from(Notification)) == 1
+
+
+def test_submission_and_decision_reach_people_by_email_and_inbox(mail_app, client_as, smtp_server):
+    employer = client_as("employer")
+    add_worker(employer)
+    request_id = create_request(employer)
+    add_everyone(employer, request_id)
+    action(employer, request_id, "submit")
+
+    # The coordinator of the region: an email (sent in-process right after the commit)...
+    to_coordinator = [m for m in smtp_server.messages if "coordinator@" in m["X-Envelope-To"]]
+    assert len(to_coordinator) == 1
+    assert "新的用车申请" in to_coordinator[0]["Subject"]
+    assert f"/requests/{request_id}" in to_coordinator[0].get_content()
+    # ...and a message in the service.
+    coordinator = client_as("coordinator")
+    assert "提交了新的用车申请" in coordinator.get("/inbox").get_data(as_text=True)
+
+    # Health problems, told to the employer on submission (nobody has a certificate here).
+    to_employer = [m for m in smtp_server.messages if "hr@a." in m["X-Envelope-To"]]
+    assert any("健康证明" in m["Subject"] for m in to_employer)
+
+    action(coordinator, request_id, "reject", reason="日期与专列不符")
+    decided = [m for m in smtp_server.messages if "已驳回" in m["Subject"]]
+    assert len(decided) == 1
+    assert "日期与专列不符" in decided[0].get_content()
+    assert "hr@a." in decided[0]["X-Envelope-To"]
+    assert "hr@b." not in decided[0]["X-Envelope-To"]  # another employer hears nothing
+
+
+def test_english_speakers_get_english(mail_app, client_as, smtp_server):
+    client_as("employer").get("/language/en")  # remembered on the account
+    employer = client_as("employer")
+    add_worker(employer)
+    request_id = create_request(employer)
+    add_everyone(employer, request_id)
+    action(employer, request_id, "submit")
+    action(client_as("coordinator"), request_id, "approve", reason="")
+    approved = [m for m in smtp_server.messages if "approved" in m["Subject"]]
+    assert len(approved) == 1
+    assert approved[0]["Subject"].startswith("Transport request R")
+
+
+def test_sms_is_sent_once_through_the_gateway(mail_app, gateway):
+    sms(mail_app, "seat.given:1", "+8613800138000")
+    relay_at(mail_app, utcnow())
+    [row] = rows(mail_app)
+    assert row.status == "sent"
+    assert [m["to"] for m in gateway.messages] == ["+8613800138000"]
+    assert gateway.messages[0]["idempotency_key"] == row.idempotency_key
+    assert "云阳汽车站东门" in gateway.messages[0]["text"]
+    # Relaying again sends nothing more.
+    relay_at(mail_app, utcnow())
+    assert len(gateway.messages) == 1
+
+
+def test_transient_errors_are_retried_with_backoff_then_sent(mail_app, gateway):
+    gateway.fail_next(2, status=500)
+    sms(mail_app, "seat.given:2", "+8613800138001")
+    now = utcnow()
+    relay_at(mail_app, now)
+    [row] = rows(mail_app)
+    assert (row.status, row.attempts) == ("pending", 1)
+    first_wait = row.send_at - now
+    assert timedelta(seconds=20) <= first_wait <= timedelta(seconds=40)  # 30 s, with jitter
+    relay_at(mail_app, now + timedelta(seconds=10))  # too early: not tried
+    assert rows(mail_app)[0].attempts == 1
+    tried = utcnow()  # the wait counts from the attempt
+    relay_at(mail_app, now + timedelta(seconds=40))
+    [row] = rows(mail_app)
+    assert (row.status, row.attempts) == ("pending", 2)
+    assert timedelta(seconds=45) <= row.send_at - tried <= timedelta(seconds=75)  # doubled
+    relay_at(mail_app, now + timedelta(minutes=5))
+    assert rows(mail_app)[0].status == "sent"
+    assert len(gateway.messages) == 1
+
+
+def test_a_permanent_error_fails_at_once(mail_app, gateway):
+    sms(mail_app, "seat.given:3", "+8612345678901")  # not a mobile number: the gateway refuses
+    relay_at(mail_app, utcnow())
+    [row] = rows(mail_app)
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert "invalid_number" in row.last_error
+
+
+def test_the_last_attempt_gives_up_visibly_and_can_be_retried(mail_app, gateway, client_as):
+    gateway.fail_next(10, status=503)
+    sms(mail_app, "seat.given:4", "+8613800138004")
+    now = utcnow()
+    for minutes in (0, 10, 60):
+        relay_at(mail_app, now + timedelta(minutes=minutes))
+    [row] = rows(mail_app)
+    assert (row.status, row.attempts) == ("dead", 3)
+
+    coordinator = client_as("coordinator")
+    page = coordinator.get("/outbox").get_data(as_text=True)
+    assert "seat.given:4" in page
+    assert "已放弃" in page
+    gateway.reset()
+    submit(coordinator, "/outbox/retry", {"all": "1"}, form_url="/outbox")
+    # Retried in-process right after the commit.
+    assert rows(mail_app)[0].status == "sent"
+    assert len(gateway.messages) == 1
+
+
+def test_reminders_wait_for_their_time(mail_app, gateway):
+    departure = utcnow() + timedelta(hours=26)
+    sms(mail_app, "reminder.24h:1", "+8613800138005", send_at=departure - timedelta(hours=24))
+    relay_at(mail_app, utcnow())
+    assert rows(mail_app)[0].status == "pending"
+    assert gateway.messages == []
+    relay_at(mail_app, departure - timedelta(hours=24) + timedelta(seconds=1))
+    assert rows(mail_app)[0].status == "sent"
+
+
+def test_a_stuck_sending_row_goes_back_to_the_queue(mail_app, gateway):
+    later = utcnow() + timedelta(hours=1)
+    sms(mail_app, "seat.given:6", "+8613800138006", send_at=later)
+    with mail_app.app_context():
+        services.claim_due(later, "sms")  # claimed, then the worker died
+        db.session.commit()
+    relay_at(mail_app, later)
+    assert rows(mail_app)[0].status == "sending"  # not yet: it may still be on its way
+    relay_at(mail_app, later + timedelta(minutes=11))
+    assert rows(mail_app)[0].status == "sent"
+
+
+def test_preview_shows_both_languages_and_sms_length(client_as):
+    page = client_as("coordinator").get("/outbox/preview").get_data(as_text=True)
+    assert "已驳回" in page
+    assert "rejected" in page
+    assert client_as("employer").get("/outbox/preview").status_code == 403
+
+
+def test_without_a_gateway_messages_go_to_a_file_in_development(app, people):
+    sms(app, "seat.given:7", "+8613800138007")
+    assert rows(app)[0].status == "sent"
+    log = Path(app.instance_path, "sms.log").read_text(encoding="utf-8")
+    assert "云阳汽车站东门" in log
+
+
+# --- real Redis, real worker ---------------------------------------------------------------
+
+
+@pytest.fixture
+def gateway_env(gateway, monkeypatch):
+    """The Celery worker process sends to the test's fake gateway."""
+    monkeypatch.setenv("SMS_GATEWAY_URL", gateway.url)
+    return gateway
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_redis_down_during_the_request_then_back(
+    migrated_postgres_url, redis_url, pg_people, gateway_env, celery_worker
+):
+    # Redis unreachable when the request commits: it succeeds and the row waits.
+    down = make_app(migrated_postgres_url, REDIS_URL="redis://127.0.0.1:1/0", STARTUP_CHECKS=False)
+    sms(down, "seat.given:8", "+8613800138008")
+    assert rows(down)[0].status == "pending"
+    # Redis back: the periodic relay (here sent by hand, as beat would) delivers it once.
+    up = make_app(migrated_postgres_url, REDIS_URL=redis_url)
+    up.extensions["celery"].send_task(services.RELAY_TASK)
+    deadline = time.monotonic() + 30
+    while rows(up)[0].status != "sent":
+        assert time.monotonic() < deadline, rows(up)[0].status
+        time.sleep(0.2)
+    assert [m["to"] for m in gateway_env.messages] == ["+8613800138008"]
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_worker_killed_mid_batch_delivers_each_message_once(
+    migrated_postgres_url, redis_url, pg_people, gateway, tmp_path
+):
+    app = make_app(migrated_postgres_url, REDIS_URL=redis_url)
+    with app.app_context():
+        for n in range(300):
+            services.notify(
+                f"seat.given:k{n}",
+                Channel.SMS,
+                "seat_given",
+                SEAT,
+                to=f"+86139{n:08d}",
+            )
+        db.session.commit()
+    gateway.set_delay(0.3)  # each batch takes a while: the kill lands mid-way
+    env = {
+        **os.environ,
+        **service_env(tmp_path, migrated_postgres_url, redis_url),
+        "SMS_GATEWAY_URL": gateway.url,
+        "NOTIFY_STALE_MINUTES": "0",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "--pool",
+        "solo",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    worker = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        app.extensions["celery"].send_task(services.RELAY_TASK)
+        deadline = time.monotonic() + 30
+        while len(gateway.messages) < 50:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    gateway.set_delay(0)
+    # A new worker: the unacknowledged batch comes back from Redis (acks late); rows left
+    # 'sending' go back to the queue and are resent; the gateway drops what it already had.
+    worker = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            statuses = {row.status for row in rows(app)}
+            if statuses == {"sent"}:
+                break
+            assert time.monotonic() < deadline, statuses
+            app.extensions["celery"].send_task(services.RELAY_TASK)
+            time.sleep(0.5)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+    delivered = [m["idempotency_key"] for m in gateway.messages]
+    assert len(delivered) == 300
+    assert len(set(delivered)) == 300  # each exactly once
