@@ -166,9 +166,11 @@ def _register_cli(app: Flask) -> None:
     from app.accounts.cli import users_cli
     from app.demo import demo_cli
     from app.health.cli import health_cli
+    from app.notify.cli import notify_cli
 
     app.cli.add_command(users_cli)
     app.cli.add_command(health_cli)
+    app.cli.add_command(notify_cli)
     app.cli.add_command(demo_cli)
 
 
