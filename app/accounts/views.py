@@ -19,8 +19,7 @@ from app.accounts import services
 from app.accounts.forms import DOMAIN_ERRORS, OrganizationForm, SignInForm
 from app.accounts.models import Organization, User
 from app.core.access import Role, get_visible_or_404, roles_required, select_visible
-from app.core.errors import DomainError
-from app.core.forms import show_domain_error
+from app.core.forms import save_or_show
 from app.core.views import safe_next
 from app.extensions import db, limiter
 
@@ -112,18 +111,16 @@ def organizations():
 @roles_required(Role.ADMIN)
 def new_organization():
     form = OrganizationForm()
-    if form.validate_on_submit():
-        try:
-            organization = services.create_organization(
-                form.name.data, form.credit_code.data, form.region_code.data, actor=current_user
-            )
-        except DomainError as error:
-            db.session.rollback()
-            show_domain_error(form, error, DOMAIN_ERRORS)
-        else:
-            db.session.commit()
-            flash(_("Organization %(name)s registered.", name=organization.name), "success")
-            return redirect(url_for("accounts.organization", organization_id=organization.id))
+    if form.validate_on_submit() and save_or_show(
+        form,
+        lambda: services.create_organization(
+            form.name.data, form.credit_code.data, form.region_code.data, actor=current_user
+        ),
+        DOMAIN_ERRORS,
+    ):
+        organization = services.find_organization(form.credit_code.data)
+        flash(_("Organization %(name)s registered.", name=organization.name), "success")
+        return redirect(url_for("accounts.organization", organization_id=organization.id))
     return render_template("accounts/organization_form.html", form=form)
 
 

@@ -10,6 +10,7 @@ from wtforms import Field, ValidationError
 
 from app.core.errors import DomainError
 from app.core.identity import InvalidIdentifier
+from app.extensions import db
 
 REQUIRED = _l("This field is required.")
 
@@ -63,6 +64,21 @@ def identifier_validator(
             raise ValidationError(messages[error.reason]) from error
 
     return check
+
+
+def save_or_show(
+    form: FlaskForm, operation: Callable[[], object], messages: Mapping[str, str]
+) -> bool:
+    """Run a form's service operation: commit when it passes, or roll back and put its
+    refusal next to the field concerned. True when saved."""
+    try:
+        operation()
+    except DomainError as error:
+        db.session.rollback()
+        show_domain_error(form, error, messages)
+        return False
+    db.session.commit()
+    return True
 
 
 def show_domain_error(form: FlaskForm, error: DomainError, messages: Mapping[str, str]) -> None:

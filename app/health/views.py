@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from app.core.access import Role, get_visible_or_404, roles_required
 from app.core.errors import DomainError
-from app.core.forms import show_domain_error
+from app.core.forms import save_or_show
 from app.demand.models import RosterEntry, TransportRequest
 from app.extensions import db
 from app.health import services
@@ -78,23 +78,20 @@ def issuers():
 @admin_only
 def new_issuer():
     form = IssuerForm()
-    if form.validate_on_submit():
-        try:
-            issuer = services.create_issuer(
-                form.name.data,
-                form.region_code.data,
-                form.public_key.data,
-                _day_start(form.valid_from.data),
-                _day_end(form.valid_until.data),
-                current_user,
-            )
-        except DomainError as error:
-            db.session.rollback()
-            show_domain_error(form, error, INPUT_PROBLEMS)
-        else:
-            db.session.commit()
-            flash(_("%(name)s added to the trust list.", name=issuer.name), "success")
-            return redirect(url_for("health.issuers"))
+    if form.validate_on_submit() and save_or_show(
+        form,
+        lambda: services.create_issuer(
+            form.name.data,
+            form.region_code.data,
+            form.public_key.data,
+            _day_start(form.valid_from.data),
+            _day_end(form.valid_until.data),
+            current_user,
+        ),
+        INPUT_PROBLEMS,
+    ):
+        flash(_("%(name)s added to the trust list.", name=form.name.data), "success")
+        return redirect(url_for("health.issuers"))
     return render_template("health/issuer_form.html", form=form, issuer=None)
 
 
@@ -110,22 +107,19 @@ def edit_issuer(issuer_id: int):
             if issuer.valid_until
             else None
         )
-    if form.validate_on_submit():
-        try:
-            services.update_issuer(
-                issuer,
-                form.name.data,
-                _day_start(form.valid_from.data),
-                _day_end(form.valid_until.data),
-                current_user,
-            )
-        except DomainError as error:
-            db.session.rollback()
-            show_domain_error(form, error, INPUT_PROBLEMS)
-        else:
-            db.session.commit()
-            flash(_("Changes saved."), "success")
-            return redirect(url_for("health.issuers"))
+    if form.validate_on_submit() and save_or_show(
+        form,
+        lambda: services.update_issuer(
+            issuer,
+            form.name.data,
+            _day_start(form.valid_from.data),
+            _day_end(form.valid_until.data),
+            current_user,
+        ),
+        INPUT_PROBLEMS,
+    ):
+        flash(_("Changes saved."), "success")
+        return redirect(url_for("health.issuers"))
     return render_template(
         "health/issuer_form.html", form=form, issuer=issuer, revoke_form=RevokeForm()
     )
@@ -170,27 +164,24 @@ def _entry(request_id: int, entry_id: int) -> RosterEntry:
 def paper_certificate(request_id: int, entry_id: int):
     entry = _entry(request_id, entry_id)
     form = PaperCertificateForm()
-    if form.validate_on_submit():
-        upload = form.scan.data
-        try:
-            services.record_paper(
-                entry.worker,
-                form.clinic.data,
-                form.certificate_number.data,
-                form.issued_on.data,
-                form.valid_until.data,
-                form.status.data,
-                upload.read() if upload else None,
-                upload.mimetype if upload else None,
-                current_user,
-            )
-        except DomainError as error:
-            db.session.rollback()
-            show_domain_error(form, error, INPUT_PROBLEMS)
-        else:
-            db.session.commit()
-            flash(_("Paper certificate recorded for %(name)s.", name=entry.worker.name), "success")
-            return redirect(url_for("demand.request_detail", request_id=request_id))
+    upload = form.scan.data
+    if form.validate_on_submit() and save_or_show(
+        form,
+        lambda: services.record_paper(
+            entry.worker,
+            form.clinic.data,
+            form.certificate_number.data,
+            form.issued_on.data,
+            form.valid_until.data,
+            form.status.data,
+            upload.read() if upload else None,
+            upload.mimetype if upload else None,
+            current_user,
+        ),
+        INPUT_PROBLEMS,
+    ):
+        flash(_("Paper certificate recorded for %(name)s.", name=entry.worker.name), "success")
+        return redirect(url_for("demand.request_detail", request_id=request_id))
     return render_template("health/paper_form.html", form=form, entry=entry)
 
 
