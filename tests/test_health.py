@@ -514,3 +514,10 @@ def test_recheck_job_blocks_a_worker_whose_pass_expires_before_departure(
         assert time.monotonic() < deadline, "the worker did not re-check within 30 s"
         time.sleep(0.3)
     assert entry_of(app, request_id).block_reason == "expired_at_departure"
+
+
+def test_every_reason_the_rules_give_has_a_sentence():
+    from app.health.forms import HEALTH_REASONS
+    from app.health.rules import REASON_CODES
+
+    assert set(REASON_CODES) == set(HEALTH_REASONS)
