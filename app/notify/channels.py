@@ -197,7 +197,7 @@ class SmsGateway:
             return self._all(chunk, Outcome.TRANSIENT, "timeout"), "timeout"
         except httpx.ConnectError:
             return self._all(chunk, Outcome.TRANSIENT, "connection_error"), "connection_error"
-        except httpx.TransportError:
+        except httpx.RequestError:  # other transport and decoding failures
             return self._all(chunk, Outcome.TRANSIENT, "transport_error"), "transport_error"
 
         status = response.status_code
@@ -223,7 +223,7 @@ class SmsGateway:
         for message in chunk:
             answer = answers.get(message.key)
             status = answer.get("status") if answer else None
-            provider_id = str(answer.get("id") or "") if answer else ""
+            provider_id = str(answer.get("id") or "")[:100] if answer else ""  # the column
             if status in ("accepted", "duplicate"):
                 results.append(Result(message.key, Outcome.SENT, provider_id=provider_id))
             elif status == "rejected":
