@@ -183,6 +183,9 @@ def _check_services(app: Flask) -> None:
         try:
             with db.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
+            # No pooled connection may outlive start-up: a Celery prefork worker (or gunicorn
+            # with preload) forks after this, and children sharing one socket corrupt it.
+            db.engine.dispose()
         except Exception as error:
             reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
             raise SystemExit(

@@ -168,3 +168,35 @@ def test_beat_starts(migrated_postgres_url, redis_url, tmp_path):
     with celery_process("beat", env, tmp_path / "beat.log", "beat: Starting"):
         pass
     assert any(tmp_path.glob("celerybeat-schedule*"))  # kept in the instance folder
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_prefork_worker_processes_do_not_share_a_database_connection(
+    migrated_postgres_url, redis_url, pg_people, tmp_path
+):
+    """`celery -A workers worker` forks its pool: each child must open its own connections
+    (a connection inherited from the parent and used by two children corrupts both)."""
+    from app.accounts.models import User
+
+    env = service_env(tmp_path, migrated_postgres_url, redis_url)
+    options = (
+        "--pool",
+        "prefork",
+        "--concurrency",
+        "2",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    )
+    with celery_process("worker", env, tmp_path / "worker.log", "ready.", *options):
+        app = make_app(migrated_postgres_url, REDIS_URL=redis_url)
+        with app.app_context():
+            admin = db.session.get(User, pg_people.admin_id)
+            for _ in range(20):
+                services.request_test_job(admin)
+            db.session.commit()
+        deadline = time.monotonic() + 30
+        while actions(app).count("system.test_job.ran") < 20:
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.2)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 
+from celery.signals import worker_process_init
+
 from app import create_app
+from app.extensions import db
 
 if not os.environ.get("REDIS_URL"):
     raise SystemExit(
@@ -14,3 +17,10 @@ if not os.environ.get("REDIS_URL"):
 
 flask_app = create_app()
 app = flask_app.extensions["celery"]
+
+
+@worker_process_init.connect
+def _own_connections(**_kwargs) -> None:
+    """Each prefork child opens its own database connections, never its parent's."""
+    with flask_app.app_context():
+        db.engine.dispose(close=False)

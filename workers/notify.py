@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from sqlalchemy.exc import OperationalError
 
 from app.core.clock import utcnow
 from app.extensions import db
@@ -12,7 +13,7 @@ from app.notify.services import RELAY_TASK, SEND_TASK
 
 @shared_task(
     name=RELAY_TASK,
-    autoretry_for=(ConnectionError,),
+    autoretry_for=(ConnectionError, OperationalError),
     retry_backoff=True,
     retry_jitter=True,
     max_retries=5,

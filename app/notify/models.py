@@ -61,8 +61,9 @@ class Notification(db.Model):
         ),
         CheckConstraint("channel = 'inapp' OR recipient_token IS NOT NULL", name="recipient_given"),
         CheckConstraint("channel != 'inapp' OR user_id IS NOT NULL", name="inapp_has_user"),
-        # What the relay asks for: due pending rows, oldest first.
-        Index("ix_notifications_status_send_at", "status", "send_at"),
+        # What the relay asks for: a channel's due pending rows, oldest first. The index
+        # answers it in order, so a claim stays fast however long the queue.
+        Index("ix_notifications_due", "status", "channel", "send_at", "id"),
     )
 
     @classmethod
