@@ -97,28 +97,6 @@ TEMPLATE = "seat_given"
 PER_RELAY = 1000 * services.BATCH_SIZE
 STALL_SECONDS = 60.0  # no row sent for this long: the run is stuck, stop waiting
 
-# `python -c` launcher of `celery -A workers worker ...` that gives each prefork pool process a
-# fresh connection pool (SQLAlchemy's recipe for forked processes). The app does not do it: its
-# start-up check leaves a pooled PostgreSQL connection in the worker's main process, the pool
-# processes inherit that one socket and use it at the same time, and tasks die with "server
-# closed the connection unexpectedly" / "connection in transaction status INTRANS". With
-# --as-shipped the workers start exactly as `python -m celery -A workers worker ...` instead.
-FORK_SAFE_WORKER = """
-import sys
-from celery.__main__ import main
-from celery.signals import worker_process_init
-from app.extensions import db
-from workers.celery import flask_app
-
-def fresh_pool(**_):
-    with flask_app.app_context():
-        db.engine.dispose(close=False)
-
-worker_process_init.connect(fresh_pool, weak=False)
-sys.argv[0] = "celery"
-sys.exit(main())
-"""
-
 
 class BenchmarkFailure(AssertionError):
     pass
@@ -690,7 +668,7 @@ def measure(args: argparse.Namespace) -> Run:
                 *("--without-gossip", "--without-mingle", "--without-heartbeat"),
                 *("--loglevel", "INFO", "--hostname", f"bench{n}@%h"),
             ]
-            launcher = ["-m", "celery"] if args.as_shipped else ["-c", FORK_SAFE_WORKER]
+            launcher = ["-m", "celery"]
             worker = start(
                 f"celery worker {n}",
                 [sys.executable, *launcher, *options],
@@ -955,11 +933,6 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="ANALYZE the table after the bulk write (autovacuum would, a while later)",
     )
-    parser.add_argument(
-        "--as-shipped",
-        action="store_true",
-        help="start workers exactly as `celery -A workers worker` (no per-process engine reset)",
-    )
     args = parser.parse_args(argv)
     if min(args.messages, args.workers, args.concurrency, args.profile_batches) < 1:
         parser.error("--messages, --workers, --concurrency and --profile-batches must be >= 1")
@@ -971,10 +944,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.concurrency} prefork processes, {os.cpu_count()} CPUs, Redis {args.redis_url}",
         flush=True,
     )
-    if args.as_shipped:
-        print("workers: exactly `python -m celery -A workers worker ...` (--as-shipped)")
-    else:
-        print("workers: `celery -A workers worker ...` + a fresh engine pool per pool process")
+    print("workers: exactly `python -m celery -A workers worker ...`")
     if args.analyze:
         print("table statistics: ANALYZE right after the bulk write (--analyze)")
     else:
