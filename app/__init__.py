@@ -119,11 +119,13 @@ def _init_extensions(app: Flask) -> None:
 def _sqlite_transactions(engine) -> None:
     """Let SQLAlchemy, not the sqlite3 module, begin transactions: otherwise a SAVEPOINT
     opens a transaction that commit() never ends, and the next writer waits on its lock
-    (SQLAlchemy's documented recipe for pysqlite). Foreign keys are enforced as well."""
+    (SQLAlchemy's documented recipe for pysqlite). Write-ahead logging, so that a request
+    reading (now inside a transaction) never keeps a job from committing; foreign keys on."""
 
     @event.listens_for(engine, "connect")
     def connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA journal_mode = WAL")
         dbapi_connection.execute("PRAGMA foreign_keys = ON")
 
     @event.listens_for(engine, "begin")

@@ -427,7 +427,7 @@ def _import(
                 if trace_memory:
                     tracemalloc.stop()
 
-            db.session.expire_all()
+            db.session.rollback()  # end this session's snapshot: read what the job committed
             _verify(import_id, organization_id, rows, dispatched)
     return _summarise(clock)
 
