@@ -31,8 +31,8 @@ Then:
 4. Where the time goes: the relay's and every send_batch's duration from the worker logs; the
    workers are stopped; ``services.deliver`` of 100 rows (reset to 'sending', gateway emptied)
    in this process, timed by phase over ``--profile-batches`` batches and once under cProfile;
-   ``services.relay`` alone in this process on a fresh copy of the table (truncated, the same
-   rows inserted again), its claims and its Redis publishes timed apart.
+   ``relay_due`` (workers/notify.py) alone in this process on a fresh copy of the table
+   (truncated, the same rows inserted again), its claims and its Redis publishes timed apart.
 
 Everything started is stopped and the database dropped at the end, even on error.
 
@@ -82,6 +82,8 @@ from app.notify import services
 from app.notify.channels import SmsGateway
 from app.notify.models import Channel, Notification, NotificationStatus
 from config import TestingConfig, normalize_database_url
+from workers import notify as notify_tasks
+from workers.notify import relay_due
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATE = 1_000  # messages a second, end to end
@@ -93,7 +95,7 @@ PROGRESS_EVERY = 5.0
 START_TIMEOUT = 60.0
 PII_KEYS = {"PII_KEYS": TestingConfig.PII_KEYS, "PII_HASH_KEY": TestingConfig.PII_HASH_KEY}
 TEMPLATE = "seat_given"
-# services.relay hands out at most this many messages per call (max_batches x BATCH_SIZE).
+# relay_due hands out at most this many messages per call (max_batches x BATCH_SIZE).
 PER_RELAY = 1000 * services.BATCH_SIZE
 STALL_SECONDS = 60.0  # no row sent for this long: the run is stuck, stop waiting
 
@@ -514,7 +516,7 @@ class RelayAlone:
 
 
 def relay_alone(rows: list[dict], redis_url: str, analyze: bool) -> RelayAlone:
-    """services.relay in this process on a fresh copy of the table (truncated, the same rows
+    """relay_due in this process on a fresh copy of the table (truncated, the same rows
     inserted again), the workers stopped: claims and Redis publishes timed apart."""
     db.session.execute(text("TRUNCATE notifications RESTART IDENTITY"))
     db.session.execute(insert(Notification), rows)
@@ -537,14 +539,14 @@ def relay_alone(rows: list[dict], redis_url: str, analyze: bool) -> RelayAlone:
             services, "recover_stale", clock.timed("recover", services.recover_stale)
         ),
         mock.patch.object(services, "claim_due", timed_claim),
-        mock.patch.object(services, "dispatch", clock.timed("publish", services.dispatch)),
+        mock.patch.object(notify_tasks, "dispatch", clock.timed("publish", notify_tasks.dispatch)),
         mock.patch.object(Session, "commit", clock.timed("commit", Session.commit)),
     ]
     with ExitStack() as stack:
         for patch in patches:
             stack.enter_context(patch)
         with clock.phase("other"):
-            handed = services.relay(utcnow())
+            handed = relay_due(utcnow())
     redis.Redis.from_url(redis_url).flushdb()  # nobody is there to take those tasks
     return RelayAlone(sum(clock.seconds.values()), handed, dict(clock.seconds), claims)
 

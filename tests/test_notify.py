@@ -24,6 +24,7 @@ from app.notify.fake_gateway import FakeSmsGateway
 from app.notify.models import Channel, Notification
 from tests.conftest import ROOT, make_app, service_env, submit
 from tests.test_demand import action, add_everyone, add_worker, create_request
+from workers.notify import relay_due
 
 
 class Inbox:
@@ -99,7 +100,7 @@ def rows(app, **where) -> list[Notification]:
 
 def relay_at(app, when) -> int:
     with app.app_context():
-        return services.relay(when)
+        return relay_due(when)
 
 
 def sms(app, event: str, to: str, send_at=None) -> None:

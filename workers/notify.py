@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from app.core.clock import utcnow
+from app.core.jobs import dispatch
 from app.extensions import db
 from app.notify import services
+from app.notify.models import Channel
 from app.notify.services import RELAY_TASK, SEND_TASK
 
 
@@ -20,7 +24,24 @@ from app.notify.services import RELAY_TASK, SEND_TASK
 )
 def relay() -> int:
     """Hand due messages to senders in batches (beat runs it; each commit nudges it)."""
-    return services.relay(utcnow())
+    return relay_due(utcnow())
+
+
+def relay_due(now: datetime, max_batches: int = 1000) -> int:
+    """Claim what is due at ``now`` and hand it out a batch at a time. Each claim is committed
+    before its batch leaves, so no batch is ever sent by two workers."""
+    services.recover_stale(now)
+    db.session.commit()
+    handed = 0
+    for channel in Channel:
+        for _ in range(max_batches):
+            ids = services.claim_due(now, channel.value)
+            db.session.commit()
+            if not ids:
+                break
+            dispatch(SEND_TASK, (ids,))
+            handed += len(ids)
+    return handed
 
 
 @shared_task(name=SEND_TASK, acks_late=True)

@@ -1,11 +1,12 @@
 """The outbox: write messages with the transaction that causes them; relay and deliver later.
 
 ``notify`` writes a row (one per event, channel and recipient, whatever happens twice) and asks
-for a relay after the commit. The relay claims due rows (``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL, so any number of relays never claim one row twice) and hands them to a channel in
-batches. If Redis is down when a request commits, the request still succeeds and the row waits:
-the periodic relay (beat) sends it when Redis is back. Rows left ``sending`` by a killed worker
-go back to ``pending`` after a while; the gateway drops the resent duplicates by their key.
+for a relay after the commit. The relay task (workers/notify.py) claims due rows (``FOR UPDATE
+SKIP LOCKED`` on PostgreSQL, so any number of relays never claim one row twice) and hands them
+to a channel in batches. If Redis is down when a request commits, the request still succeeds
+and the row waits: the periodic relay (beat) sends it when Redis is back. Rows left
+``sending`` by a killed worker go back to ``pending`` after a while; the gateway drops the
+resent duplicates by their key.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.accounts.models import User
 from app.core.clock import utcnow
-from app.core.jobs import dispatch, enqueue_after_commit
+from app.core.jobs import enqueue_after_commit
 from app.core.pii import vault
 from app.core.services import record_audit
 from app.extensions import db
@@ -128,23 +129,6 @@ def claim_due(now: datetime, channel: str, limit: int = BATCH_SIZE) -> list[int]
         .returning(Notification.id)
     )
     return sorted(claimed.scalars().all())
-
-
-def relay(now: datetime, max_batches: int = 1000) -> int:
-    """Claim due messages and hand them out in batches; commits each claim before handing it
-    out, so a batch is never sent by two workers."""
-    recover_stale(now)
-    db.session.commit()
-    handed = 0
-    for channel in Channel:
-        for _ in range(max_batches):
-            ids = claim_due(now, channel.value)
-            db.session.commit()
-            if not ids:
-                break
-            dispatch(SEND_TASK, (ids,))
-            handed += len(ids)
-    return handed
 
 
 # --- delivering ----------------------------------------------------------------------------
