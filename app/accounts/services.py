@@ -12,6 +12,7 @@ from app.core.access import Role
 from app.core.clock import utcnow
 from app.core.errors import DomainError
 from app.core.identity import InvalidIdentifier, validate_credit_code, validate_region_code
+from app.core.regions import region_prefix
 from app.core.services import record_audit
 from app.extensions import db
 
@@ -39,6 +40,25 @@ def find_organization(reference: str) -> Organization | None:
     except InvalidIdentifier:
         return None
     return db.session.scalar(select(Organization).where(Organization.credit_code == code))
+
+
+def organization_users(organization_id: int) -> list[User]:
+    """The active accounts of an employer (its HR staff)."""
+    return list(
+        db.session.scalars(select(User).where(User.organization_id == organization_id, User.active))
+    )
+
+
+def region_coordinators(*region_codes: str) -> list[User]:
+    """Active coordinators whose region covers any of these places."""
+    coordinators = db.session.scalars(
+        select(User).where(User.role == Role.COORDINATOR.value, User.active)
+    ).all()
+    return [
+        user
+        for user in coordinators
+        if any(code.startswith(region_prefix(user.region_code)) for code in region_codes)
+    ]
 
 
 def create_organization(

@@ -15,12 +15,12 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts.models import Organization, User
+from app.accounts.services import organization_users, region_coordinators
 from app.core.clock import local_today, utcnow
 from app.core.errors import DomainError
 from app.core.identity import age_on, birth_date_of, mask_id_number
 from app.core.jobs import enqueue_after_commit
 from app.core.pii import vault
-from app.core.regions import region_prefix
 from app.core.services import record_audit
 from app.demand.models import (
     CLAIMING_STATUSES,
@@ -316,29 +316,10 @@ def submit_request(request: TransportRequest, actor: User) -> None:
     _tell_coordinators(request, len(entries))
 
 
-def region_coordinators(request: TransportRequest) -> list[User]:
-    """Coordinators whose region covers where the request leaves from or goes to."""
-    coordinators = db.session.scalars(
-        select(User).where(User.role == "coordinator", User.active)
-    ).all()
-    return [
-        user
-        for user in coordinators
-        if request.origin_region_code.startswith(region_prefix(user.region_code))
-        or request.destination_region_code.startswith(region_prefix(user.region_code))
-    ]
-
-
-def employer_users(organization_id: int) -> list[User]:
-    return list(
-        db.session.scalars(select(User).where(User.organization_id == organization_id, User.active))
-    )
-
-
 def _tell_coordinators(request: TransportRequest, workers: int) -> None:
     notify_users(
         f"request.submitted:{request.id}:{request.version}",
-        region_coordinators(request),
+        region_coordinators(request.origin_region_code, request.destination_region_code),
         "request_submitted",
         {
             "reference": request.reference,
@@ -356,7 +337,7 @@ def _tell_coordinators(request: TransportRequest, workers: int) -> None:
 def _tell_employer_decision(request: TransportRequest) -> None:
     notify_users(
         f"request.{request.status}:{request.id}:{request.version}",
-        employer_users(request.organization_id),
+        organization_users(request.organization_id),
         "request_decided",
         {
             "reference": request.reference,

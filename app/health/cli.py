@@ -47,7 +47,7 @@ def create_demo_issuer(
         region_code,
         json.dumps(public_jwk),
         services.local_day_start(valid_from),
-        services.local_day_start(valid_until + timedelta(days=1)) if valid_until else None,
+        services.local_day_end(valid_until) if valid_until else None,
         None,
     )
     write_private_key(key_out, private_pem)

@@ -17,6 +17,7 @@ from flask import current_app
 from sqlalchemy import and_, func, insert, select
 
 from app.accounts.models import User
+from app.accounts.services import organization_users
 from app.core.clock import utcnow
 from app.core.errors import DomainError
 from app.core.pii import vault
@@ -78,6 +79,11 @@ def request_departure(request: TransportRequest) -> datetime:
 
 def local_day_start(day: date) -> datetime:
     return datetime.combine(day, time(0), local_zone())
+
+
+def local_day_end(day: date) -> datetime:
+    """The end of a day given as a last valid date ("valid until 2 March": all of 2 March)."""
+    return local_day_start(day + timedelta(days=1))
 
 
 # --- the trust list ------------------------------------------------------------------------
@@ -263,7 +269,7 @@ def record_paper(
         kind="paper",
         status=status,
         issued_at=local_day_start(issued_on),
-        expires_at=local_day_start(valid_until + timedelta(days=1)),
+        expires_at=local_day_end(valid_until),
         clinic=clinic.strip(),
         certificate_number=certificate_number.strip(),
         issued_on=issued_on,
@@ -397,12 +403,9 @@ def _tell_employer(blocked: list[RosterEntry]) -> None:
     fingerprint = hashlib.sha256(
         ";".join(f"{e.id}:{e.block_reason}" for e in listed).encode()
     ).hexdigest()[:16]
-    employers = db.session.scalars(
-        select(User).where(User.organization_id == request.organization_id, User.active)
-    ).all()
     notify_users(
         f"health.blocked:{request.id}:{fingerprint}",
-        employers,
+        organization_users(request.organization_id),
         "health_blocked",
         {
             "reference": request.reference,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from flask import (
     Blueprint,
@@ -56,14 +56,6 @@ def health_names() -> dict:
     return {"health_status_names": STATUS_NAMES}
 
 
-def _day_start(day: date):
-    return services.local_day_start(day)
-
-
-def _day_end(day: date | None):
-    return services.local_day_start(day + timedelta(days=1)) if day else None
-
-
 # --- the trust list ------------------------------------------------------------------------
 
 
@@ -84,8 +76,8 @@ def new_issuer():
             form.name.data,
             form.region_code.data,
             form.public_key.data,
-            _day_start(form.valid_from.data),
-            _day_end(form.valid_until.data),
+            services.local_day_start(form.valid_from.data),
+            services.local_day_end(form.valid_until.data) if form.valid_until.data else None,
             current_user,
         ),
         INPUT_PROBLEMS,
@@ -112,8 +104,8 @@ def edit_issuer(issuer_id: int):
         lambda: services.update_issuer(
             issuer,
             form.name.data,
-            _day_start(form.valid_from.data),
-            _day_end(form.valid_until.data),
+            services.local_day_start(form.valid_from.data),
+            services.local_day_end(form.valid_until.data) if form.valid_until.data else None,
             current_user,
         ),
         INPUT_PROBLEMS,
