@@ -91,6 +91,7 @@ def _init_extensions(app: Flask) -> None:
     with app.app_context():
         if db.engine.url.get_backend_name() == "sqlite":
             _sqlite_transactions(db.engine)
+            app.before_request(_sqlite_write_lock)
     migrate.init_app(
         app,
         db,
@@ -112,8 +113,10 @@ def _init_extensions(app: Flask) -> None:
     from app.accounts import models as _accounts_models  # noqa: F401
     from app.core import models as _core_models  # noqa: F401
     from app.demand import models as _demand_models  # noqa: F401
+    from app.fleet import models as _fleet_models  # noqa: F401
     from app.health import models as _health_models  # noqa: F401
     from app.notify import models as _notify_models  # noqa: F401
+    from app.trips import models as _trips_models  # noqa: F401
 
 
 def _sqlite_transactions(engine) -> None:
@@ -130,7 +133,20 @@ def _sqlite_transactions(engine) -> None:
 
     @event.listens_for(engine, "begin")
     def begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        immediate = connection.get_execution_options().get("sqlite_immediate")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _sqlite_write_lock() -> None:
+    """On SQLite a request that changes things takes the database's write lock as it begins
+    (BEGIN IMMEDIATE): what it reads then stays true until it commits, which is what row
+    locks (SELECT ... FOR UPDATE) give on PostgreSQL. Readers are not held up (WAL)."""
+    from flask import request
+
+    from app.extensions import db
+
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        db.session.connection(execution_options={"sqlite_immediate": True})
 
 
 def _init_login(app: Flask, login_manager) -> None:
@@ -154,14 +170,20 @@ def _register_blueprints(app: Flask) -> None:
     from app.accounts.views import bp as accounts_bp
     from app.core.views import bp as core_bp
     from app.demand.views import bp as demand_bp
+    from app.fleet.views import bp as fleet_bp
     from app.health.views import bp as health_bp
     from app.notify.views import bp as notify_bp
+    from app.public.views import bp as public_bp
+    from app.trips.views import bp as trips_bp
 
     app.register_blueprint(core_bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(demand_bp)
+    app.register_blueprint(fleet_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(notify_bp)
+    app.register_blueprint(trips_bp)
+    app.register_blueprint(public_bp)
 
 
 def _register_cli(app: Flask) -> None:

@@ -22,6 +22,8 @@ from app.demand import services as demand
 from app.demand.models import Worker
 from app.demand.roster import WorkerData
 from app.extensions import db
+from app.fleet import services as fleet
+from app.fleet.models import Operator
 from app.health import services as health
 from app.health.cli import create_demo_issuer, issue_demo_pass
 from app.health.models import HealthIssuer
@@ -62,6 +64,7 @@ def seed_command():
     issuer_key = _seed_health_issuer()
     for index, organization in enumerate(organizations):
         _seed_demand(organization, index, issuer_key)
+    _seed_fleet(accounts.find_user_by_email(DEMO_USERS[1][0]))
     db.session.commit()
 
     click.echo(f"Demo accounts (password for all: {DEMO_PASSWORD}):")
@@ -83,6 +86,39 @@ DEMO_GIVEN = ["建国", "志强", "秀英", "桂兰", "海军", "明", "小红",
 
 
 DEMO_ISSUER_KEY = "demo-health-issuer.pem"
+
+DEMO_VEHICLES = [
+    {"kind": "coach", "identifier": "渝F12345", "template": "coach-53"},
+    {"kind": "coach", "identifier": "渝F23456", "template": "coach-45"},
+    {"kind": "coach", "identifier": "渝F34567", "template": "coach-33"},
+]
+DEMO_TRAIN = {
+    "kind": "train",
+    "identifier": "K4016",
+    "template": "train-hard-seat-118",
+    "first_carriage": 3,
+    "carriages": 9,
+}
+DEMO_DRIVERS = [
+    {"name": "刘师傅", "phone": "13983001234", "licence_number": "500235197803121234"},
+    {"name": "陈师傅", "phone": "13983005678", "licence_number": "500235198107225678"},
+]
+
+
+def _seed_fleet(coordinator: User) -> None:
+    """A coach company with three coaches and two drivers; the K4016 special train."""
+    if db.session.scalar(select(Operator.id).limit(1)) is not None:
+        return
+    operator = fleet.create_operator(
+        {"name": "重庆云阳汽车运输公司", "contact_name": "周经理", "contact_phone": "023-55551234"},
+        coordinator,
+    )
+    for vehicle in DEMO_VEHICLES:
+        fleet.create_vehicle(operator, vehicle, coordinator)
+    for driver in DEMO_DRIVERS:
+        fleet.create_driver(operator, driver, coordinator)
+    railway = fleet.create_operator({"name": "中国铁路成都局集团有限公司"}, coordinator)
+    fleet.create_vehicle(railway, DEMO_TRAIN, coordinator)
 
 
 def _seed_health_issuer() -> str:

@@ -26,7 +26,7 @@ TEXT_COLUMNS = [
 ]
 
 
-def _download(content: bytes, fmt: str, basename: str) -> Response:
+def download(content: bytes, fmt: str, basename: str) -> Response:
     response = Response(content, mimetype=MIMETYPES[fmt])
     filename = f"{basename}.{fmt}"
     response.headers["Content-Disposition"] = (
@@ -35,7 +35,7 @@ def _download(content: bytes, fmt: str, basename: str) -> Response:
     return response
 
 
-def _table(
+def table_file(
     headers: list[str], rows: Iterable, fmt: str, basename: str, text_columns: list[int]
 ) -> Response:
     if fmt not in MIMETYPES:
@@ -44,7 +44,7 @@ def _table(
         content = write_xlsx(headers, rows, text_columns=text_columns)
     else:
         content = write_csv(headers, rows)
-    return _download(content, fmt, basename)
+    return download(content, fmt, basename)
 
 
 def roster_file(workers: Iterable[Worker], fmt: str, basename: str) -> Response:
@@ -69,7 +69,7 @@ def roster_file(workers: Iterable[Worker], fmt: str, basename: str) -> Response:
             ]
 
     headers = [column.header for column in COLUMNS]
-    return _table(headers, rows(), fmt, basename, TEXT_COLUMNS)
+    return table_file(headers, rows(), fmt, basename, TEXT_COLUMNS)
 
 
 def problems_file(
@@ -80,7 +80,7 @@ def problems_file(
         [problem["row"], problem["column"], problem.get("value", ""), describe(problem)]
         for problem in roster_import.errors
     )
-    return _table(headers, rows, fmt, f"import-{roster_import.id}-problems", [2])
+    return table_file(headers, rows, fmt, f"import-{roster_import.id}-problems", [2])
 
 
 def masked_worker(worker: Worker) -> dict[str, str]:

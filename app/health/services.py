@@ -62,10 +62,11 @@ def local_zone() -> ZoneInfo:
     return ZoneInfo(current_app.config["BABEL_DEFAULT_TIMEZONE"])
 
 
-def policy() -> Policy:
+def policy(freshness_hours: int | None = None) -> Policy:
+    """The health rules; a trip's policy may set its own freshness window."""
     config = current_app.config
     return Policy(
-        freshness=timedelta(hours=config["HEALTH_FRESHNESS_HOURS"]),
+        freshness=timedelta(hours=freshness_hours or config["HEALTH_FRESHNESS_HOURS"]),
         fever_celsius=Decimal(str(config["FEVER_CELSIUS"])),
     )
 
@@ -306,9 +307,9 @@ def current_certificates(worker_ids: Iterable[int]) -> dict[int, HealthCertifica
 class Checker:
     """Evaluates many entries with one read of the trust list."""
 
-    def __init__(self) -> None:
+    def __init__(self, freshness_hours: int | None = None) -> None:
         self.keys, self.issuers = _trust_list()
-        self.policy = policy()
+        self.policy = policy(freshness_hours)
         self.pii = vault()
 
     def verdict(
@@ -363,14 +364,17 @@ def apply_verdict(entry: RosterEntry, verdict: Verdict) -> None:
 
 
 def check_entries(
-    entries: list[RosterEntry], departure_of=None, tell_all_blocked: bool = False
+    entries: list[RosterEntry],
+    departure_of=None,
+    tell_all_blocked: bool = False,
+    freshness_hours: int | None = None,
 ) -> dict[str, int]:
     """Check these entries now; returns how many ended cleared and blocked. The employer is
     told of workers newly blocked on live requests (or of all blocked ones, on submission)."""
     entries = [entry for entry in entries if entry.status in CHECKABLE]
     if not entries:
         return {"cleared": 0, "blocked": 0}
-    checker = Checker()
+    checker = Checker(freshness_hours)
     certificates = current_certificates(entry.worker_id for entry in entries)
     departure_of = departure_of or (lambda entry: request_departure(entry.request))
     counts = {"cleared": 0, "blocked": 0}

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import current_app
 from flask_babel import force_locale
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from app.accounts.models import User
@@ -77,6 +80,69 @@ def notify(
         return db.session.scalar(select(Notification).where(Notification.idempotency_key == key))
     enqueue_after_commit(RELAY_TASK)
     return notification
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for ``notify_many``: an SMS or email to an address."""
+
+    event: str
+    channel: Channel
+    to: str
+    template: str
+    context: dict
+    send_at: datetime | None = None
+    locale: str | None = None
+
+
+def notify_many(messages: Iterable[Outgoing]) -> int:
+    """Put many messages in the outbox in bulk statements (a locked train: thousands of seat
+    messages in one transaction). Messages whose event is already there are skipped, as in
+    ``notify``. Returns how many rows were written."""
+    pii = vault()
+    default_locale = current_app.config["BABEL_DEFAULT_LOCALE"]
+    now = utcnow()
+    rows = [
+        {
+            "idempotency_key": f"{m.event}|{m.channel}|{pii.lookup_hash(m.to)[:24]}",
+            "event": m.event,
+            "channel": m.channel.value,
+            "recipient_token": pii.encrypt(m.to),
+            "template": m.template,
+            "locale": m.locale or default_locale,
+            "context": m.context,
+            "send_at": m.send_at or now,
+            "status": NotificationStatus.PENDING.value,
+            "attempts": 0,
+            "created_at": now,
+        }
+        for m in messages
+    ]
+    if not rows:
+        return 0
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    written = 0
+    for start in range(0, len(rows), 1000):
+        result = db.session.execute(
+            insert(Notification)
+            .values(rows[start : start + 1000])
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        )
+        written += result.rowcount or 0
+    enqueue_after_commit(RELAY_TASK)
+    return written
+
+
+def drop_pending(event_pattern: str) -> int:
+    """Take back messages not sent yet (reminders of a seat that changed): events matching a
+    SQL LIKE pattern. Rows already handed to a channel are left alone."""
+    result = db.session.execute(
+        delete(Notification).where(
+            Notification.event.like(event_pattern),
+            Notification.status == NotificationStatus.PENDING,
+        )
+    )
+    return result.rowcount or 0
 
 
 def link(path: str) -> str:

@@ -54,6 +54,38 @@ SAMPLES = {
         "seat": "12",
         "url": "https://fgzt.cn/t/Xk3d9",
     },
+    "trip_changed": {
+        "name": "张三",
+        "date": "2月20日",
+        "time": "07:00",
+        "meeting_point": "云阳汽车站东门",
+        "vehicle": "渝F·12345",
+        "seat": "14",
+        "url": "https://fgzt.cn/t/Xk3d9",
+    },
+    "trip_cancelled": {
+        "name": "张三",
+        "date": "2月20日",
+        "time": "06:30",
+        "meeting_point": "云阳汽车站东门",
+        "vehicle": "渝F·12345",
+    },
+    "trip_cancelled_employer": {
+        "trip": "T2027-000045",
+        "reference": "R2027-000123",
+        "reason": "车辆故障，另行安排",
+        "url": "https://fangang.example/requests/123",
+    },
+    "trip_advance_notice": {
+        "trip": "T2027-000045",
+        "vehicle": "K4016",
+        "origin": "重庆西站",
+        "destination": "济南站",
+        "arrival": "2027/2/21 14:30",
+        "total": 476,
+        "employers": [["中建八局一公司", 62], ["济南城建工程有限公司", 48]],
+        "url": "https://fangang.example/trips/45",
+    },
     "health_blocked": {
         "reference": "R2027-000123",
         "workers": [

@@ -106,6 +106,11 @@ class Policy:
         if not isinstance(self.isolation_rows, int) or self.isolation_rows < 0:
             raise ValueError(f"isolation_rows must be >= 0, not {self.isolation_rows!r}")
 
+    @classmethod
+    def of_percent(cls, percent: int, isolation_rows: int, alternate_seats: bool) -> Policy:
+        """As stored on a trip: the maximum load as a whole percentage."""
+        return cls(Fraction(percent, 100), isolation_rows, alternate_seats)
+
     def load_cap(self, rated_seats: int) -> int:
         """The most passengers ``rated_seats`` seats may carry under ``max_load``."""
         return math.floor(self.max_load * rated_seats)
@@ -350,6 +355,13 @@ def _units(
     return units
 
 
+def seating_order(passengers: Sequence[Passenger]) -> list[Passenger]:
+    """The passengers in the order ``allocate`` seats them (requests largest first, within
+    each subgroups largest first, then ids): the first n of a request are the ones a vehicle
+    planned to carry n of them takes, so a group is cut at most once."""
+    return [p for _, members in _units(passengers, {}, Allocation()) for p in members]
+
+
 # -- checking a move by hand ---------------------------------------------------------------
 
 
@@ -398,8 +410,9 @@ class VehicleOption:
 
     template: str
     policy: Policy = FULL
-    carriages: int = 1
+    carriages: int | tuple[int, ...] = 1  # a count, or the carriage numbers (build_vehicle)
     count_available: int = 1
+    blocked: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -409,7 +422,7 @@ class PlannedVehicle:
     option: int
     number: int
     template: str
-    carriages: int
+    carriages: int | tuple[int, ...]
     capacity: int
     loads: tuple[tuple[str, int], ...]  # (group key, passengers), in packing order
 
@@ -447,7 +460,7 @@ def plan(
     instances: list[tuple[int, int, int]] = []  # (capacity, option, number)
     for n, option in enumerate(vehicles):
         seat_map = build_vehicle(option.template, option.carriages, directory)
-        cap = capacity(seat_map, option.policy)
+        cap = capacity(seat_map, option.policy, option.blocked)
         if cap > 0:
             instances.extend((cap, n, number) for number in range(1, option.count_available + 1))
     instances.sort(key=lambda v: (-v[0], v[1], v[2]))

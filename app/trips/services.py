@@ -1,0 +1,859 @@
+"""Trips: planning approved demand onto vehicles, giving seats, moving them, locking the
+manifest and cancelling. Services flush and never commit.
+
+Seat safety lives in the database: unique (trip, seat), (trip, worker) and (worker, day, leg),
+and every operation that changes a trip's seats first locks the trip row (``lock_trip``:
+``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the request already holds the write lock,
+see app/__init__.py) and then re-reads what it decides on. Locks are taken in one order —
+trip, then its requests by id — so two operations never wait on each other in a circle.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from flask_babel import force_locale, format_date, format_datetime, format_time
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.accounts.models import User
+from app.accounts.services import organization_users, region_coordinators
+from app.core.clock import utcnow
+from app.core.errors import DomainError
+from app.core.pii import vault
+from app.core.services import record_audit
+from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
+from app.extensions import db
+from app.fleet.models import Driver, Vehicle
+from app.health import services as health
+from app.notify.models import Channel
+from app.notify.services import Outgoing, drop_pending, link, notify_many, notify_users
+from app.trips import allocation
+from app.trips.models import (
+    RUNNING_STATUSES,
+    SEATING_STATUSES,
+    SeatAssignment,
+    Trip,
+    TripLoad,
+    TripStatus,
+    trip_drivers,
+)
+
+# Entries that may be planned onto a first leg: not yet seated, health not failed.
+PLANNABLE = (EntryStatus.PENDING.value, EntryStatus.CLEARED.value)
+REMINDER_HOURS = (24, 2)
+TRIP_PAGE_SALT = "trip-page"
+TRIP_PAGE_MAX_AGE = timedelta(days=60)
+
+
+# --- locks and reads -----------------------------------------------------------------------
+
+
+def lock_trip(trip_id: int) -> Trip:
+    """The trip row, locked until the transaction ends, read afresh."""
+    trip = db.session.scalar(
+        select(Trip)
+        .where(Trip.id == trip_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if trip is None:
+        raise DomainError("trip.missing")
+    return trip
+
+
+def _lock_requests(request_ids: Iterable[int]) -> list[TransportRequest]:
+    return list(
+        db.session.scalars(
+            select(TransportRequest)
+            .where(TransportRequest.id.in_(sorted(set(request_ids))))
+            .order_by(TransportRequest.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def assignments(trip_id: int) -> list[SeatAssignment]:
+    return list(
+        db.session.scalars(
+            select(SeatAssignment)
+            .where(SeatAssignment.trip_id == trip_id)
+            .order_by(SeatAssignment.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def local_date(moment: datetime):
+    return moment.astimezone(health.local_zone()).date()
+
+
+# --- trips ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Leg:
+    """Where and when a trip runs, and its policy: what the planner and the trip form set."""
+
+    origin_region_code: str
+    origin_point: str
+    origin_address: str | None
+    destination_region_code: str
+    destination_point: str
+    destination_address: str | None
+    departs_at: datetime
+    arrives_at: datetime
+    max_load_percent: int = 100
+    isolation_rows: int = 0
+    alternate_seats: bool = False
+    health_freshness_hours: int = 72
+    connects_from_id: int | None = None
+
+    @property
+    def policy(self) -> allocation.Policy:
+        return allocation.Policy.of_percent(
+            self.max_load_percent, self.isolation_rows, self.alternate_seats
+        )
+
+
+def _check_leg(leg: Leg) -> Trip | None:
+    if leg.arrives_at <= leg.departs_at:
+        raise DomainError("trip.arrives_before_departure", "arrives_at")
+    if leg.connects_from_id is None:
+        return None
+    feeder = db.session.get(Trip, leg.connects_from_id)
+    if feeder is None or feeder.status == TripStatus.CANCELLED:
+        raise DomainError("trip.feeder_missing", "connects_from_id")
+    if leg.departs_at < feeder.arrives_at:
+        raise DomainError("trip.departs_before_feeder_arrives", "departs_at")
+    return feeder
+
+
+def _vehicle_busy(vehicle_id: int, start: datetime, end: datetime, except_trip: int | None) -> bool:
+    query = select(Trip.id).where(
+        Trip.vehicle_id == vehicle_id,
+        Trip.status.in_([s.value for s in RUNNING_STATUSES]),
+        Trip.departs_at < end,
+        Trip.arrives_at > start,
+    )
+    if except_trip is not None:
+        query = query.where(Trip.id != except_trip)
+    return db.session.scalar(query.limit(1)) is not None
+
+
+def create_trip(vehicle: Vehicle, leg: Leg, actor: User, loads: dict[int, int]) -> Trip:
+    """A trip for one vehicle; ``loads``: request id -> workers planned on it."""
+    if not vehicle.active:
+        raise DomainError("trip.vehicle_inactive", "vehicle_id")
+    feeder = _check_leg(leg)
+    # The vehicle row is the lock that keeps two plans from booking one coach twice.
+    db.session.scalar(select(Vehicle.id).where(Vehicle.id == vehicle.id).with_for_update())
+    if _vehicle_busy(vehicle.id, leg.departs_at, leg.arrives_at, None):
+        raise DomainError("trip.vehicle_busy", "vehicle_id")
+    trip = Trip(
+        vehicle=vehicle,
+        created_by_id=actor.id,
+        leg=feeder.leg + 1 if feeder else 1,
+        **asdict(leg),
+    )
+    trip.loads = [TripLoad(request_id=rid, planned=n) for rid, n in sorted(loads.items()) if n]
+    db.session.add(trip)
+    db.session.flush()
+    record_audit("trip.created", trip, actor, vehicle_id=vehicle.id, loads=len(trip.loads))
+    return trip
+
+
+def update_trip(trip_id: int, leg: Leg, escort: tuple[str, str], actor: User) -> Trip:
+    """Times, places, escort and policy. The policy and times cannot change once seats are
+    given in a way that breaks them; a locked trip's workers hear of a new time or place."""
+    trip = lock_trip(trip_id)
+    if trip.status not in SEATING_STATUSES:
+        raise DomainError("trip.not_editable")
+    feeder = _check_leg(leg)
+    if _vehicle_busy(trip.vehicle_id, leg.departs_at, leg.arrives_at, trip.id):
+        raise DomainError("trip.vehicle_busy", "departs_at")
+    taken = assignments(trip.id)
+    policy_changed = (leg.max_load_percent, leg.isolation_rows, leg.alternate_seats) != (
+        trip.max_load_percent,
+        trip.isolation_rows,
+        trip.alternate_seats,
+    )
+    if taken and policy_changed:
+        raise DomainError("trip.policy_fixed_once_seated", "max_load_percent")
+    if taken and local_date(leg.departs_at) != local_date(trip.departs_at):
+        raise DomainError("trip.day_fixed_once_seated", "departs_at")
+    moved = (leg.departs_at, leg.origin_point, leg.origin_address) != (
+        trip.departs_at,
+        trip.origin_point,
+        trip.origin_address,
+    )
+    for name, value in asdict(leg).items():
+        setattr(trip, name, value)
+    trip.leg = feeder.leg + 1 if feeder else 1
+    trip.escort_name, trip.escort_phone = escort
+    db.session.flush()
+    record_audit("trip.updated", trip, actor)
+    if moved and trip.status == TripStatus.LOCKED:
+        _tell_seats(trip, taken, "changed")
+    return trip
+
+
+def set_drivers(trip_id: int, driver_ids: Sequence[int], actor: User) -> None:
+    """A driver cannot be on two trips whose times overlap."""
+    trip = lock_trip(trip_id)
+    drivers = list(
+        db.session.scalars(
+            select(Driver).where(Driver.id.in_(sorted(set(driver_ids)))).with_for_update()
+        )
+    )
+    for driver in drivers:
+        if not driver.active:
+            raise DomainError("trip.driver_inactive", "drivers")
+        clash = db.session.scalar(
+            select(Trip)
+            .join(trip_drivers, trip_drivers.c.trip_id == Trip.id)
+            .where(
+                trip_drivers.c.driver_id == driver.id,
+                Trip.id != trip.id,
+                Trip.status.in_([s.value for s in RUNNING_STATUSES]),
+                Trip.departs_at < trip.arrives_at,
+                Trip.arrives_at > trip.departs_at,
+            )
+            .limit(1)
+        )
+        if clash is not None:
+            raise DomainError("trip.driver_busy", "drivers")
+    trip.drivers = drivers
+    db.session.flush()
+    record_audit("trip.drivers_set", trip, actor, drivers=[d.id for d in drivers])
+
+
+def set_blocked_seats(trip_id: int, labels: Iterable[str], seen_version: int, actor: User) -> None:
+    """Seats kept free on this run; a seat someone sits on cannot be blocked."""
+    trip = lock_trip(trip_id)
+    _check_version(trip, seen_version)
+    labels = sorted(set(labels))
+    seat_map = trip.vehicle.seat_map
+    if any(label not in seat_map for label in labels):
+        raise DomainError("trip.unknown_seat", "blocked_seats")
+    taken = {a.seat_label for a in assignments(trip.id)}
+    if taken & set(labels):
+        raise DomainError("trip.block_taken_seat", "blocked_seats")
+    trip.blocked_seats = labels
+    trip.seats_version += 1
+    db.session.flush()
+    record_audit("trip.seats_blocked", trip, actor, seats=len(labels))
+
+
+def _check_version(trip: Trip, seen_version: int | None) -> None:
+    if seen_version is not None and seen_version != trip.seats_version:
+        raise DomainError("trip.stale")
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+def plannable_counts(request_ids: Iterable[int]) -> dict[int, int]:
+    """Per request: workers waiting for a first-leg seat (not seated, health not failed)."""
+    rows = db.session.execute(
+        select(RosterEntry.request_id, func.count())
+        .where(RosterEntry.request_id.in_(list(request_ids)), RosterEntry.status.in_(PLANNABLE))
+        .group_by(RosterEntry.request_id)
+    ).all()
+    return dict(rows)
+
+
+def vehicle_option(vehicle: Vehicle, policy: allocation.Policy) -> allocation.VehicleOption:
+    first = vehicle.first_carriage
+    return allocation.VehicleOption(
+        template=vehicle.seatmap_template,
+        policy=policy,
+        carriages=tuple(range(first, first + vehicle.carriages)),
+        blocked=frozenset(vehicle.blocked_seats),
+    )
+
+
+def make_plan(
+    requests: Sequence[TransportRequest], vehicles: Sequence[Vehicle], policy: allocation.Policy
+) -> allocation.Plan:
+    """Which requests ride which of these vehicles (the pure planner on today's numbers)."""
+    counts = plannable_counts(r.id for r in requests)
+    groups = [(str(r.id), counts.get(r.id, 0)) for r in requests if counts.get(r.id)]
+    return allocation.plan(groups, [vehicle_option(v, policy) for v in vehicles])
+
+
+@dataclass
+class PlanProblem:
+    code: str  # "over_capacity" (a vehicle), "short" (a request not fully carried), "too_many"
+    subject: str  # the vehicle identifier or the request reference
+    planned: int
+    limit: int
+
+
+def apply_plan(
+    leg: Leg, loads: dict[int, dict[int, int]], actor: User
+) -> tuple[list[Trip], list[PlanProblem]]:
+    """Create one trip per vehicle with ``loads`` (vehicle id -> request id -> workers), after
+    checking the (possibly edited) plan against today's numbers: every waiting worker of each
+    request carried, no vehicle over its policy capacity. Nothing is created if anything is
+    wrong; the problems are returned instead."""
+    policy = leg.policy
+    request_ids = {rid for per in loads.values() for rid in per}
+    requests = {r.id: r for r in _lock_requests(request_ids)}
+    if set(requests) != request_ids or any(
+        r.status != RequestStatus.APPROVED for r in requests.values()
+    ):
+        raise DomainError("plan.requests_changed")
+    vehicles = {v.id: v for v in db.session.scalars(select(Vehicle).where(Vehicle.id.in_(loads)))}
+    if set(vehicles) != set(loads):
+        raise DomainError("plan.vehicles_changed")
+    if leg.connects_from_id is not None:
+        waiting = _feeder_counts(leg.connects_from_id, request_ids)
+    else:
+        waiting = plannable_counts(request_ids)
+    problems = []
+    for vehicle_id, per in sorted(loads.items()):
+        vehicle = vehicles[vehicle_id]
+        option = vehicle_option(vehicle, policy)
+        seat_map = allocation.build_vehicle(option.template, option.carriages)
+        cap = allocation.capacity(seat_map, policy, option.blocked)
+        planned = sum(per.values())
+        if planned > cap:
+            problems.append(PlanProblem("over_capacity", vehicle.identifier, planned, cap))
+    for rid in sorted(request_ids):
+        planned = sum(per.get(rid, 0) for per in loads.values())
+        need = waiting.get(rid, 0)
+        if planned != need:
+            code = "short" if planned < need else "too_many"
+            problems.append(PlanProblem(code, requests[rid].reference, planned, need))
+    if problems:
+        return [], problems
+    trips = [
+        create_trip(vehicles[vid], leg, actor, per)
+        for vid, per in sorted(loads.items())
+        if sum(per.values())
+    ]
+    return trips, []
+
+
+def _feeder_counts(feeder_id: int, request_ids: Iterable[int]) -> dict[int, int]:
+    """Per request: workers seated on the feeding trip who have no seat on a next leg yet."""
+    feeder = db.session.get(Trip, feeder_id)
+    if feeder is None:
+        return {}
+    onward = select(SeatAssignment.roster_entry_id).where(
+        SeatAssignment.leg == feeder.leg + 1,
+        SeatAssignment.travel_date >= local_date(feeder.departs_at),
+    )
+    rows = db.session.execute(
+        select(RosterEntry.request_id, func.count())
+        .join(SeatAssignment, SeatAssignment.roster_entry_id == RosterEntry.id)
+        .where(
+            SeatAssignment.trip_id == feeder_id,
+            RosterEntry.request_id.in_(list(request_ids)),
+            RosterEntry.id.not_in(onward),
+        )
+        .group_by(RosterEntry.request_id)
+    ).all()
+    return dict(rows)
+
+
+# --- seats ---------------------------------------------------------------------------------
+
+
+@dataclass
+class AllocationOutcome:
+    seated: int
+    unplaced: dict[str, int]  # reason -> workers
+    blocked: int  # workers the health check kept off this trip
+    pieces: dict[int, int]  # request id -> seat blocks it got
+
+
+def _passenger(entry: RosterEntry) -> allocation.Passenger:
+    return allocation.Passenger(entry.id, (f"{entry.request_id:09d}", entry.worker.group_tag or ""))
+
+
+def _waiting_entries(trip: Trip, load: TripLoad) -> list[RosterEntry]:
+    """A request's workers who may get a seat on this trip: health cleared, and either
+    without a seat on this day and leg (first legs) or seated on the feeding trip."""
+    query = select(RosterEntry).where(RosterEntry.request_id == load.request_id)
+    same_leg = select(SeatAssignment.roster_entry_id).where(
+        SeatAssignment.travel_date == local_date(trip.departs_at), SeatAssignment.leg == trip.leg
+    )
+    if trip.connects_from_id is None:
+        query = query.where(RosterEntry.status == EntryStatus.CLEARED)
+    else:
+        feeder = select(SeatAssignment.roster_entry_id).where(
+            SeatAssignment.trip_id == trip.connects_from_id
+        )
+        query = query.where(
+            RosterEntry.id.in_(feeder),
+            RosterEntry.status.in_([EntryStatus.SEATED, EntryStatus.BOARDED]),
+        )
+    return list(db.session.scalars(query.where(RosterEntry.id.not_in(same_leg))))
+
+
+def allocate_seats(trip_id: int, actor: User | None) -> AllocationOutcome:
+    """Give seats on this trip to the workers its plan carries who have none yet: health
+    checked against this trip's departure first, then the pure allocator around the seats
+    already given (which never move)."""
+    trip = lock_trip(trip_id)
+    if trip.status not in SEATING_STATUSES:
+        raise DomainError("trip.not_seating")
+    loads = list(trip.loads)
+    _lock_requests(load.request_id for load in loads)
+    blocked = 0
+    if trip.connects_from_id is None:
+        to_check = list(
+            db.session.scalars(
+                select(RosterEntry).where(
+                    RosterEntry.request_id.in_([load.request_id for load in loads]),
+                    RosterEntry.status.in_(health.CHECKABLE),
+                )
+            )
+        )
+        counts = health.check_entries(
+            to_check,
+            departure_of=lambda _entry: trip.departs_at,
+            freshness_hours=trip.health_freshness_hours,
+        )
+        blocked = counts["blocked"]
+    taken = assignments(trip.id)
+    existing = {a.roster_entry_id: a.seat_label for a in taken}
+    entries = {a.roster_entry_id: a.entry for a in taken}
+    per_request_seated: dict[int, int] = defaultdict(int)
+    for entry in entries.values():
+        per_request_seated[entry.request_id] += 1
+    passengers = []
+    for load in loads:
+        room = load.planned - per_request_seated[load.request_id]
+        if room <= 0:
+            continue
+        waiting = {e.id: e for e in _waiting_entries(trip, load)}
+        entries.update(waiting)
+        ordered = allocation.seating_order([_passenger(e) for e in waiting.values()])
+        passengers.extend(ordered[:room])
+    result = allocation.allocate(
+        trip.vehicle.seat_map,
+        trip.policy,
+        trip.all_blocked_seats,
+        existing,
+        passengers,
+        existing_groups={pid: _passenger(entries[pid]).group for pid in existing},
+    )
+    _give(trip, result.assigned, entries, actor, manual=False)
+    unplaced: dict[str, int] = defaultdict(int)
+    for reason in result.reasons.values():
+        unplaced[reason] += 1
+    record_audit(
+        "trip.seats_allocated",
+        trip,
+        actor,
+        seated=len(result.assigned),
+        unplaced=len(result.unplaced),
+    )
+    return AllocationOutcome(
+        len(result.assigned),
+        dict(unplaced),
+        blocked,
+        {int(key): n for key, n in result.pieces.items()},
+    )
+
+
+def _give(
+    trip: Trip,
+    seats: dict[int, str],
+    entries: dict[int, RosterEntry],
+    actor: User | None,
+    manual: bool,
+) -> None:
+    """Write seats in bulk, mark their workers seated, and tell them if the trip is locked."""
+    if not seats:
+        return
+    travel_date = local_date(trip.departs_at)
+    db.session.execute(
+        insert(SeatAssignment),
+        [
+            {
+                "trip_id": trip.id,
+                "roster_entry_id": entry_id,
+                "seat_label": label,
+                "travel_date": travel_date,
+                "leg": trip.leg,
+                "manual": manual,
+                "assigned_by_id": actor.id if actor else None,
+            }
+            for entry_id, label in seats.items()
+        ],
+    )
+    _mark_entries(list(seats), EntryStatus.SEATED)
+    trip.seats_version += 1
+    if trip.status == TripStatus.PLANNED:
+        trip.status = TripStatus.OPEN.value
+    db.session.flush()
+    _update_requests({entries[eid].request_id for eid in seats})
+    if trip.status == TripStatus.LOCKED:
+        given = [a for a in assignments(trip.id) if a.roster_entry_id in seats]
+        _tell_seats(trip, given, "given")
+
+
+def _mark_entries(entry_ids: list[int], status: EntryStatus) -> None:
+    for start in range(0, len(entry_ids), 5000):
+        db.session.execute(
+            update(RosterEntry)
+            .where(RosterEntry.id.in_(entry_ids[start : start + 5000]))
+            .values(status=status.value)
+        )
+
+
+def _update_requests(request_ids: Iterable[int]) -> None:
+    """approved <-> scheduled: scheduled once no worker waits for a seat."""
+    for request in _lock_requests(request_ids):
+        waiting = db.session.scalar(
+            select(func.count()).where(
+                RosterEntry.request_id == request.id,
+                RosterEntry.status.in_(
+                    [EntryStatus.PENDING, EntryStatus.CLEARED, EntryStatus.BLOCKED]
+                ),
+            )
+        )
+        if request.status == RequestStatus.APPROVED and not waiting:
+            request.status = RequestStatus.SCHEDULED.value
+        elif request.status == RequestStatus.SCHEDULED and waiting:
+            request.status = RequestStatus.APPROVED.value
+    db.session.flush()
+
+
+def _assignment(trip: Trip, entry_id: int) -> SeatAssignment | None:
+    return db.session.scalar(
+        select(SeatAssignment).where(
+            SeatAssignment.trip_id == trip.id, SeatAssignment.roster_entry_id == entry_id
+        )
+    )
+
+
+def move_seat(trip_id: int, entry_id: int, to_seat: str, seen_version: int, actor: User) -> None:
+    """A coordinator puts a worker (seated on this trip, or planned on it and waiting) on a
+    seat by hand, with the same checks as the allocator."""
+    trip = lock_trip(trip_id)
+    if trip.status not in SEATING_STATUSES:
+        raise DomainError("trip.not_seating")
+    _check_version(trip, seen_version)
+    taken = assignments(trip.id)
+    existing = {a.roster_entry_id: a.seat_label for a in taken}
+    current = next((a for a in taken if a.roster_entry_id == entry_id), None)
+    entry = db.session.get(RosterEntry, entry_id)
+    if current is None:
+        load = next((x for x in trip.loads if entry and x.request_id == entry.request_id), None)
+        if load is None or entry not in _waiting_entries(trip, load):
+            raise DomainError("seat.not_waiting")
+        _lock_requests([entry.request_id])
+    refusal = allocation.check_move(
+        trip.vehicle.seat_map, trip.policy, trip.all_blocked_seats, existing, entry_id, to_seat
+    )
+    if refusal:
+        raise DomainError(f"seat.{refusal}")
+    if current is None:
+        _give(trip, {entry_id: to_seat}, {entry_id: entry}, actor, manual=True)
+    elif current.seat_label != to_seat:
+        previous = current.seat_label
+        current.seat_label, current.manual, current.assigned_by_id = to_seat, True, actor.id
+        trip.seats_version += 1
+        db.session.flush()
+        if trip.status == TripStatus.LOCKED:
+            _tell_seats(trip, [current], "changed")
+        record_audit("seat.moved", trip, actor, entry_id=entry_id, old=previous, new=to_seat)
+
+
+def swap_seats(trip_id: int, entry_a: int, entry_b: int, seen_version: int, actor: User) -> None:
+    """Two seated workers change places (the seats taken stay the same, so the policy holds)."""
+    trip = lock_trip(trip_id)
+    if trip.status not in SEATING_STATUSES:
+        raise DomainError("trip.not_seating")
+    _check_version(trip, seen_version)
+    a, b = _assignment(trip, entry_a), _assignment(trip, entry_b)
+    if a is None or b is None or a.id == b.id:
+        raise DomainError("seat.swap_needs_two")
+    seats = {entry_a: b.seat_label, entry_b: a.seat_label}
+    # Unique (trip, seat) holds after every statement: free both seats, then take them.
+    db.session.execute(delete(SeatAssignment).where(SeatAssignment.id.in_([a.id, b.id])))
+    db.session.execute(
+        insert(SeatAssignment),
+        [
+            {
+                "trip_id": trip.id,
+                "roster_entry_id": eid,
+                "seat_label": label,
+                "travel_date": local_date(trip.departs_at),
+                "leg": trip.leg,
+                "manual": True,
+                "assigned_by_id": actor.id,
+            }
+            for eid, label in seats.items()
+        ],
+    )
+    trip.seats_version += 1
+    db.session.flush()
+    if trip.status == TripStatus.LOCKED:
+        swapped = [x for x in assignments(trip.id) if x.roster_entry_id in seats]
+        _tell_seats(trip, swapped, "changed")
+    record_audit("seat.swapped", trip, actor, entries=sorted(seats))
+
+
+def unseat(trip_id: int, entry_id: int, seen_version: int | None, actor: User | None) -> None:
+    """Take a worker's seat back (the worker waits for another); later legs go too."""
+    trip = lock_trip(trip_id)
+    if trip.status not in SEATING_STATUSES:
+        raise DomainError("trip.not_seating")
+    _check_version(trip, seen_version)
+    current = _assignment(trip, entry_id)
+    if current is None:
+        raise DomainError("seat.not_seated")
+    _free([trip], {entry_id})
+    record_audit("seat.taken_back", trip, actor, entry_id=entry_id)
+
+
+def _free(trips: list[Trip], entry_ids: set[int]) -> None:
+    """Remove these workers' seats on these trips and on the legs they feed; a worker left
+    with no seat is cleared and waits again; their reminders are taken back."""
+    trip_ids = [t.id for t in trips]
+    frontier = list(trip_ids)
+    while frontier:  # the legs fed by these trips, and theirs
+        frontier = list(
+            db.session.scalars(select(Trip.id).where(Trip.connects_from_id.in_(frontier)))
+        )
+        trip_ids.extend(frontier)
+    query = delete(SeatAssignment).where(SeatAssignment.trip_id.in_(trip_ids))
+    if entry_ids:
+        query = query.where(SeatAssignment.roster_entry_id.in_(list(entry_ids)))
+    freed = [
+        row.roster_entry_id
+        for row in db.session.execute(
+            query.returning(SeatAssignment.roster_entry_id, SeatAssignment.trip_id)
+        )
+    ]
+    for tid in set(trip_ids):
+        if entry_ids:
+            for eid in entry_ids:
+                drop_pending(f"reminder.%:t{tid}:e{eid}:%")
+        else:
+            drop_pending(f"reminder.%:t{tid}:%")
+    still = set(
+        db.session.scalars(
+            select(SeatAssignment.roster_entry_id).where(SeatAssignment.roster_entry_id.in_(freed))
+        )
+    )
+    waiting = sorted(set(freed) - still)
+    _mark_entries(waiting, EntryStatus.CLEARED)
+    for trip in db.session.scalars(select(Trip).where(Trip.id.in_(trip_ids))):
+        trip.seats_version += 1
+    db.session.flush()
+    request_ids = db.session.scalars(
+        select(RosterEntry.request_id).where(RosterEntry.id.in_(freed)).distinct()
+    )
+    _update_requests(list(request_ids))
+
+
+# --- locking and cancelling ----------------------------------------------------------------
+
+
+def lock_manifest(trip_id: int, actor: User) -> int:
+    """The manifest is final: every seated worker is told their seat by SMS (with reminders
+    24 h and 2 h before departure), and the destination region's coordinators get the advance
+    notice. Returns how many workers were told."""
+    trip = lock_trip(trip_id)
+    if trip.status != TripStatus.OPEN:
+        raise DomainError("trip.cannot_lock")
+    taken = assignments(trip.id)
+    if not taken:
+        raise DomainError("trip.no_seats")
+    trip.status = TripStatus.LOCKED.value
+    trip.locked_at = utcnow()
+    db.session.flush()
+    _tell_seats(trip, taken, "given")
+    _tell_destination(trip, taken)
+    record_audit("trip.locked", trip, actor, seated=len(taken))
+    return len(taken)
+
+
+def cancel_trip(trip_id: int, reason: str, actor: User) -> int:
+    """Seats freed (and on the legs this trip feeds); the workers wait for a seat again and
+    hear of it if they had been told their seat; their employers hear of it."""
+    trip = lock_trip(trip_id)
+    if trip.status not in SEATING_STATUSES:
+        raise DomainError("trip.cannot_cancel")
+    if not reason.strip():
+        raise DomainError("trip.cancel_reason_missing", "reason")
+    taken = assignments(trip.id)
+    if trip.status == TripStatus.LOCKED:
+        _tell_seats(trip, taken, "cancelled")
+    request_ids = {a.entry.request_id for a in taken} | {load.request_id for load in trip.loads}
+    _lock_requests(request_ids)
+    _free([trip], set())
+    trip.status = TripStatus.CANCELLED.value
+    trip.cancelled_at = utcnow()
+    trip.cancel_reason = reason.strip()
+    db.session.flush()
+    for request in db.session.scalars(
+        select(TransportRequest).where(TransportRequest.id.in_(request_ids))
+    ):
+        notify_users(
+            f"trip.cancelled:{trip.id}:{request.id}",
+            organization_users(request.organization_id),
+            "trip_cancelled_employer",
+            {
+                "trip": trip.reference,
+                "reference": request.reference,
+                "reason": trip.cancel_reason,
+                "url": link(f"/requests/{request.id}"),
+            },
+        )
+    record_audit("trip.cancelled", trip, actor, freed=len(taken))
+    return len(taken)
+
+
+# --- what workers and staff are told -------------------------------------------------------
+
+
+def vehicle_text(trip: Trip) -> str:
+    return trip.vehicle.identifier
+
+
+def _seat_text(trip: Trip, label: str) -> str:
+    return trip.vehicle.seat_map.seat(label).display
+
+
+def trip_page_token(entry_id: int) -> str:
+    serializer = URLSafeTimedSerializer(current_app.secret_key, salt=TRIP_PAGE_SALT)
+    return serializer.dumps(entry_id)
+
+
+def entry_for_token(token: str) -> RosterEntry | None:
+    """The roster entry a trip-page link was made for, or None (tampered or expired)."""
+    serializer = URLSafeTimedSerializer(current_app.secret_key, salt=TRIP_PAGE_SALT)
+    try:
+        entry_id = serializer.loads(token, max_age=int(TRIP_PAGE_MAX_AGE.total_seconds()))
+    except (BadSignature, SignatureExpired):
+        return None
+    return db.session.get(RosterEntry, entry_id) if isinstance(entry_id, int) else None
+
+
+def itinerary(entry_id: int) -> list[SeatAssignment]:
+    """A worker's seats across legs, in travel order."""
+    return list(
+        db.session.scalars(
+            select(SeatAssignment)
+            .join(Trip)
+            .where(SeatAssignment.roster_entry_id == entry_id, Trip.status != TripStatus.CANCELLED)
+            .order_by(Trip.departs_at)
+        )
+    )
+
+
+def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str) -> None:
+    """SMS to each worker: their seat ("given"), a change ("changed") or the cancellation.
+    Seat and change messages come with fresh reminders; old reminders are taken back."""
+    if not given:
+        return
+    pii = vault()
+    locale = current_app.config["BABEL_DEFAULT_LOCALE"]
+    zone = health.local_zone()
+    departs = trip.departs_at.astimezone(zone)
+    driver_phone = trip.drivers[0].phone if trip.drivers else (trip.escort_phone or "")
+    with force_locale(locale):
+        day = format_date(departs, "medium")
+        hour = format_time(departs, "short")
+    messages = []
+    now = utcnow()
+    for assignment in given:
+        entry = assignment.entry
+        phone = pii.decrypt(entry.worker.phone_token)
+        key = f"t{trip.id}:e{entry.id}:v{trip.seats_version}"
+        url = link(f"/my-trip/{trip_page_token(entry.id)}")
+        context = {
+            "name": entry.worker.name,
+            "date": day,
+            "time": hour,
+            "meeting_point": trip.origin_point,
+            "vehicle": vehicle_text(trip),
+            "seat": _seat_text(trip, assignment.seat_label),
+            "driver_phone": driver_phone,
+            "trip": trip.reference,
+            "url": url,
+        }
+        if what != "given":  # a first telling has no reminders to take back
+            drop_pending(f"reminder.%:t{trip.id}:e{entry.id}:%")
+        if what == "cancelled":
+            messages.append(
+                Outgoing(f"trip.cancelled:{key}", Channel.SMS, phone, "trip_cancelled", context)
+            )
+            continue
+        template = "seat_given" if what == "given" else "trip_changed"
+        messages.append(Outgoing(f"seat.{what}:{key}", Channel.SMS, phone, template, context))
+        for hours in REMINDER_HOURS:
+            send_at = trip.departs_at - timedelta(hours=hours)
+            if send_at > now:
+                messages.append(
+                    Outgoing(
+                        f"reminder.{hours}h:{key}",
+                        Channel.SMS,
+                        phone,
+                        "departure_reminder",
+                        {**context, "hours_before": hours},
+                        send_at=send_at,
+                    )
+                )
+    notify_many(messages)
+
+
+def _tell_destination(trip: Trip, taken: list[SeatAssignment]) -> None:
+    """The advance notice to the destination region's coordinators (as the sending side did
+    in 2020): who arrives, for which employer, on what, and when."""
+    per_employer: dict[str, int] = defaultdict(int)
+    for assignment in taken:
+        per_employer[assignment.entry.request.organization.name] += 1
+    with force_locale(current_app.config["BABEL_DEFAULT_LOCALE"]):
+        arrival = format_datetime(trip.arrives_at.astimezone(health.local_zone()), "short")
+    notify_users(
+        f"trip.locked:{trip.id}",
+        region_coordinators(trip.destination_region_code),
+        "trip_advance_notice",
+        {
+            "trip": trip.reference,
+            "vehicle": vehicle_text(trip),
+            "origin": trip.origin_point,
+            "destination": trip.destination_point,
+            "arrival": arrival,
+            "total": len(taken),
+            "employers": sorted(per_employer.items()),
+            "url": link(f"/trips/{trip.id}"),
+        },
+    )
+
+
+def seat_holders(trip_id: int) -> list[tuple[SeatAssignment, RosterEntry]]:
+    """Seats with their workers, in seat order (for the seat map and the manifest)."""
+    rows = db.session.execute(
+        select(SeatAssignment, RosterEntry)
+        .join(RosterEntry, SeatAssignment.roster_entry_id == RosterEntry.id)
+        .where(SeatAssignment.trip_id == trip_id)
+    ).all()
+    trip = db.session.get(Trip, trip_id)
+    seat_map = trip.vehicle.seat_map
+    return sorted(((a, e) for a, e in rows), key=lambda row: seat_map.index(row[0].seat_label))
+
+
+def safe_integrity(operation):
+    """Run a seat operation; a unique constraint that fires (a race the locks did not
+    cover, e.g. the same worker seated on two trips at once) becomes a domain refusal."""
+    try:
+        with db.session.begin_nested():
+            return operation()
+    except IntegrityError as error:
+        raise DomainError("seat.conflict") from error

@@ -1,0 +1,500 @@
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+
+from app.core.access import Role, get_visible_or_404, roles_required, select_visible
+from app.core.errors import DomainError
+from app.core.forms import show_domain_error
+from app.core.services import record_audit
+from app.demand.models import RequestStatus, RosterEntry, TransportRequest
+from app.extensions import db
+from app.fleet.models import Driver, Vehicle
+from app.health import services as health
+from app.trips import allocation, exports, services
+from app.trips.forms import (
+    MESSAGES,
+    TRIP_STATUS_NAMES,
+    UNPLACED_NAMES,
+    BlockSeatsForm,
+    CancelTripForm,
+    LegForm,
+    PlanForm,
+    SeatChangeForm,
+    TripForm,
+    local_moment,
+    message_for,
+)
+from app.trips.models import SEATING_STATUSES, SeatAssignment, Trip
+
+bp = Blueprint("trips", __name__, template_folder="templates")
+
+coordinators = roles_required(Role.COORDINATOR, Role.ADMIN)
+GROUP_COLOURS = 8
+
+
+@bp.app_context_processor
+def trip_names() -> dict:
+    return {"trip_status_names": TRIP_STATUS_NAMES}
+
+
+def _run(operation, done: str | None = None) -> bool:
+    """One unit of work: commit when the service agrees, else roll back and say why."""
+    try:
+        result = services.safe_integrity(operation)
+    except DomainError as error:
+        db.session.rollback()
+        flash(message_for(error.code), "error")
+        return False
+    db.session.commit()
+    if done:
+        flash(done if isinstance(done, str) else done(result), "success")
+    return True
+
+
+# --- list and detail -----------------------------------------------------------------------
+
+
+@bp.get("/trips")
+@coordinators
+def trips():
+    status = request.args.get("status", "")
+    query = select_visible(Trip)
+    if status in TRIP_STATUS_NAMES:
+        query = query.where(Trip.status == status)
+    page = db.paginate(
+        query.order_by(Trip.departs_at.desc(), Trip.id.desc()),
+        per_page=current_app.config["ITEMS_PER_PAGE"],
+    )
+    seated = _seated_counts([t.id for t in page.items])
+    return render_template("trips/trips.html", page=page, seated=seated, status=status)
+
+
+def _seated_counts(trip_ids: list[int]) -> dict[int, int]:
+    return dict(
+        db.session.execute(
+            select(SeatAssignment.trip_id, func.count())
+            .where(SeatAssignment.trip_id.in_(trip_ids))
+            .group_by(SeatAssignment.trip_id)
+        ).all()
+    )
+
+
+@bp.get("/trips/<int:trip_id>")
+@coordinators
+def trip_detail(trip_id: int):
+    trip = get_visible_or_404(Trip, trip_id)
+    seat_map = trip.vehicle.seat_map
+    per_request = dict(
+        db.session.execute(
+            select(RosterEntry.request_id, func.count())
+            .join(SeatAssignment, SeatAssignment.roster_entry_id == RosterEntry.id)
+            .where(SeatAssignment.trip_id == trip.id)
+            .group_by(RosterEntry.request_id)
+        ).all()
+    )
+    return render_template(
+        "trips/trip_detail.html",
+        trip=trip,
+        capacity=allocation.capacity(seat_map, trip.policy, trip.all_blocked_seats),
+        rated=len(seat_map),
+        per_request=per_request,
+        seated=sum(per_request.values()),
+        onward=db.session.scalars(select(Trip).where(Trip.connects_from_id == trip.id)).all(),
+        action_form=FlaskForm(),
+        cancel_form=CancelTripForm(),
+    )
+
+
+@bp.post("/trips/<int:trip_id>/allocate")
+@coordinators
+def allocate(trip_id: int):
+    get_visible_or_404(Trip, trip_id)
+    if FlaskForm().validate_on_submit():
+        _run(lambda: services.allocate_seats(trip_id, current_user), _allocation_message)
+    return redirect(url_for("trips.trip_detail", trip_id=trip_id))
+
+
+def _allocation_message(outcome: services.AllocationOutcome) -> str:
+    parts = [ngettext("%(num)d worker seated.", "%(num)d workers seated.", outcome.seated)]
+    for reason, count in sorted(outcome.unplaced.items()):
+        parts.append(
+            _("%(count)s left without a seat: %(why)s.", count=count, why=UNPLACED_NAMES[reason])
+        )
+    if outcome.blocked:
+        parts.append(
+            ngettext(
+                "%(num)d worker blocked by the health check (the employer is told).",
+                "%(num)d workers blocked by the health check (the employer is told).",
+                outcome.blocked,
+            )
+        )
+    return " ".join(parts)
+
+
+@bp.post("/trips/<int:trip_id>/lock")
+@coordinators
+def lock(trip_id: int):
+    get_visible_or_404(Trip, trip_id)
+    if FlaskForm().validate_on_submit():
+        _run(
+            lambda: services.lock_manifest(trip_id, current_user),
+            lambda told: ngettext(
+                "Manifest locked; %(num)d worker is being told their seat by text message.",
+                "Manifest locked; %(num)d workers are being told their seats by text message.",
+                told,
+            ),
+        )
+    return redirect(url_for("trips.trip_detail", trip_id=trip_id))
+
+
+@bp.post("/trips/<int:trip_id>/cancel")
+@coordinators
+def cancel(trip_id: int):
+    get_visible_or_404(Trip, trip_id)
+    form = CancelTripForm()
+    if form.validate_on_submit():
+        _run(
+            lambda: services.cancel_trip(trip_id, form.reason.data, current_user),
+            _("Trip cancelled; its workers wait for a new seat."),
+        )
+    else:
+        flash(message_for("trip.cancel_reason_missing"), "error")
+    return redirect(url_for("trips.trip_detail", trip_id=trip_id))
+
+
+# --- creating and editing ------------------------------------------------------------------
+
+
+def _feeder_choices(form: LegForm, exclude: int | None = None) -> None:
+    recent = select_visible(Trip).where(
+        Trip.status.in_([s.value for s in SEATING_STATUSES]),
+        Trip.id != (exclude or 0),
+    )
+    trips = db.session.scalars(recent.order_by(Trip.departs_at.desc()).limit(200))
+    form.connects_from_id.choices = [(0, _("— none: a first leg —"))] + [
+        (t.id, f"{t.reference} · {t.vehicle.identifier} · {t.destination_point}") for t in trips
+    ]
+
+
+def _leg(form: LegForm) -> services.Leg:
+    zone = health.local_zone()
+    return services.Leg(
+        origin_region_code=form.origin_region_code.data,
+        origin_point=form.origin_point.data.strip(),
+        origin_address=(form.origin_address.data or "").strip() or None,
+        destination_region_code=form.destination_region_code.data,
+        destination_point=form.destination_point.data.strip(),
+        destination_address=(form.destination_address.data or "").strip() or None,
+        departs_at=local_moment(form.departs_on.data, form.departs_time.data, zone),
+        arrives_at=local_moment(form.arrives_on.data, form.arrives_time.data, zone),
+        max_load_percent=form.max_load_percent.data,
+        isolation_rows=form.isolation_rows.data or 0,
+        alternate_seats=form.alternate_seats.data,
+        health_freshness_hours=form.health_freshness_hours.data,
+        connects_from_id=form.connects_from_id.data or None,
+    )
+
+
+@bp.route("/trips/<int:trip_id>/edit", methods=["GET", "POST"])
+@coordinators
+def edit_trip(trip_id: int):
+    trip = get_visible_or_404(Trip, trip_id)
+    form = TripForm(obj=trip if request.method == "GET" else None)
+    _feeder_choices(form, exclude=trip.id)
+    form.drivers.choices = [
+        (d.id, f"{d.name} · {d.phone}")
+        for d in db.session.scalars(
+            select(Driver)
+            .where(Driver.operator_id == trip.vehicle.operator_id, Driver.active)
+            .order_by(Driver.name)
+        )
+    ]
+    if request.method == "GET":
+        zone = health.local_zone()
+        departs, arrives = trip.departs_at.astimezone(zone), trip.arrives_at.astimezone(zone)
+        form.departs_on.data, form.departs_time.data = departs.date(), departs.time()
+        form.arrives_on.data, form.arrives_time.data = arrives.date(), arrives.time()
+        form.connects_from_id.data = trip.connects_from_id or 0
+        form.drivers.data = [d.id for d in trip.drivers]
+    if form.validate_on_submit():
+        leg = _leg(form)
+        escort = ((form.escort_name.data or "").strip() or None, form.escort_phone.data or None)
+        try:
+            services.update_trip(trip_id, leg, escort, current_user)
+            services.set_drivers(trip_id, form.drivers.data or [], current_user)
+        except DomainError as error:
+            db.session.rollback()
+            show_domain_error(form, error, MESSAGES)
+        else:
+            db.session.commit()
+            flash(_("Trip saved."), "success")
+            return redirect(url_for("trips.trip_detail", trip_id=trip_id))
+    return render_template("trips/trip_form.html", trip=trip, form=form)
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+def _plan_choices(form: PlanForm) -> tuple[list[TransportRequest], list[Vehicle]]:
+    approved = db.session.scalars(
+        select_visible(TransportRequest)
+        .where(TransportRequest.status == RequestStatus.APPROVED)
+        .order_by(TransportRequest.earliest_departure, TransportRequest.id)
+    ).all()
+    counts = services.plannable_counts(r.id for r in approved)
+    form.requests.choices = [
+        (
+            r.id,
+            f"{r.reference} · {r.organization.name} · {r.origin_region_name} → {r.site_name} · "
+            f"{r.earliest_departure:%m-%d}–{r.latest_departure:%m-%d} · "
+            + _("%(num)s waiting", num=counts.get(r.id, 0)),
+        )
+        for r in approved
+    ]
+    vehicles = db.session.scalars(
+        select(Vehicle).where(Vehicle.active).order_by(Vehicle.kind, Vehicle.identifier)
+    ).all()
+    form.vehicles.choices = [
+        (v.id, f"{v.identifier} · {v.operator.name} · {v.seatmap_template} × {v.carriages}")
+        for v in vehicles
+    ]
+    _feeder_choices(form)
+    chosen_requests = [r for r in approved if r.id in (form.requests.data or [])]
+    chosen_vehicles = [v for v in vehicles if v.id in (form.vehicles.data or [])]
+    return chosen_requests, chosen_vehicles
+
+
+def _posted_loads() -> dict[int, dict[int, int]]:
+    """The (possibly edited) plan: inputs named load-<vehicle id>-<request id>."""
+    loads: dict[int, dict[int, int]] = {}
+    for name, value in request.form.items():
+        parts = name.split("-")
+        if len(parts) == 3 and parts[0] == "load" and parts[1].isdigit() and parts[2].isdigit():
+            count = int(value) if value.strip().isdigit() else -1
+            loads.setdefault(int(parts[1]), {})[int(parts[2])] = count
+    return loads
+
+
+@bp.route("/trips/plan", methods=["GET", "POST"])
+@roles_required(Role.COORDINATOR)
+def plan():
+    form = PlanForm()
+    chosen_requests, chosen_vehicles = _plan_choices(form)
+    if request.method == "GET":
+        form.isolation_rows.data = 2
+        form.connects_from_id.data = 0
+        first = chosen_requests[0] if chosen_requests else None
+        if first is None and form.requests.choices:
+            first = db.session.get(TransportRequest, form.requests.choices[0][0])
+        if first is not None:
+            form.origin_region_code.data = first.origin_region_code
+            form.origin_point.data = first.pickup_point
+            form.origin_address.data = first.pickup_address
+            form.destination_region_code.data = first.destination_region_code
+            form.destination_point.data = first.site_name
+            form.destination_address.data = first.site_address
+            form.departs_on.data = first.earliest_departure
+            form.arrives_on.data = first.earliest_departure
+    result = problems = None
+    if form.validate_on_submit():
+        if not chosen_requests or not chosen_vehicles:
+            form.form_errors.append(MESSAGES["plan.nothing"])
+        elif "apply" in request.form:
+            loads = _posted_loads()
+            if any(n < 0 for per in loads.values() for n in per.values()):
+                form.form_errors.append(_("Each count must be a whole number, 0 or more."))
+            else:
+                try:
+                    trips, problems = services.apply_plan(_leg(form), loads, current_user)
+                except DomainError as error:
+                    db.session.rollback()
+                    show_domain_error(form, error, MESSAGES)
+                else:
+                    if not problems:
+                        db.session.commit()
+                        flash(
+                            ngettext("%(num)d trip created.", "%(num)d trips created.", len(trips)),
+                            "success",
+                        )
+                        return redirect(url_for("trips.trips"))
+                    db.session.rollback()
+        leg = _leg(form) if not form.form_errors else None
+        if leg is not None:
+            result = services.make_plan(chosen_requests, chosen_vehicles, leg.policy)
+    vehicles = {v.id: v for v in chosen_vehicles}
+    return render_template(
+        "trips/plan.html",
+        form=form,
+        result=result,
+        problems=problems,
+        requests_by_id={r.id: r for r in chosen_requests},
+        vehicles_in_plan=[vehicles[chosen_vehicles[v.option].id] for v in result.vehicles]
+        if result
+        else [],
+        posted=_posted_loads() if problems else None,
+    )
+
+
+# --- seats ---------------------------------------------------------------------------------
+
+
+@bp.get("/trips/<int:trip_id>/seats")
+@coordinators
+def seats(trip_id: int):
+    trip = get_visible_or_404(Trip, trip_id)
+    return _seat_page(trip, SeatChangeForm())
+
+
+def _seat_page(trip: Trip, form: SeatChangeForm, status: int = 200):
+    seat_map = trip.vehicle.seat_map
+    holders = services.seat_holders(trip.id)
+    isolation = allocation.isolation_labels(seat_map, trip.policy)
+    blocked = trip.all_blocked_seats
+    colours: dict[int, int] = {}
+    seats = {}
+    for seat in seat_map.seats:
+        state = "blocked" if seat.label in blocked else "free"
+        if seat.label in isolation:
+            state = "isolation"
+        seats[seat.label] = {"state": state, "checked": seat.label in trip.blocked_seats}
+    for assignment, entry in holders:
+        group = colours.setdefault(entry.request_id, len(colours) % GROUP_COLOURS)
+        seats[assignment.seat_label] = {
+            "state": "taken",
+            "group": group,
+            "text": entry.worker.name,
+        }
+    waiting = []
+    for load in trip.loads:
+        waiting.extend(services._waiting_entries(trip, load))
+    form.seats_version.data = trip.seats_version
+    form.entry_id.choices = [
+        (e.id, f"{e.worker.name} · {seat_map.seat(a.seat_label).display}") for a, e in holders
+    ] + [(e.id, f"{e.worker.name} · " + _("no seat yet")) for e in waiting]
+    form.other_entry_id.choices = [(0, "—")] + [
+        (e.id, f"{e.worker.name} · {seat_map.seat(a.seat_label).display}") for a, e in holders
+    ]
+    requests = {
+        r.id: r
+        for r in db.session.scalars(
+            select(TransportRequest).where(TransportRequest.id.in_(list(colours)))
+        )
+    }
+    return (
+        render_template(
+            "trips/seats.html",
+            trip=trip,
+            seat_map=seat_map,
+            seats=seats,
+            form=form,
+            block_form=BlockSeatsForm(seats_version=trip.seats_version),
+            legend=[(colour, requests[rid]) for rid, colour in colours.items()],
+            seated=len(holders),
+            capacity=allocation.capacity(seat_map, trip.policy, blocked),
+            editable=trip.status in SEATING_STATUSES,
+        ),
+        status,
+    )
+
+
+def _seen_version(form: FlaskForm) -> int:
+    value = form.seats_version.data or ""
+    return int(value) if str(value).isdigit() else -1
+
+
+@bp.post("/trips/<int:trip_id>/seats/<any(move, swap, unseat):action>")
+@coordinators
+def change_seat(trip_id: int, action: str):
+    trip = get_visible_or_404(Trip, trip_id)
+    form = SeatChangeForm()
+    form.entry_id.choices = form.other_entry_id.choices = None  # any id; the service checks
+    form.entry_id.validate_choice = form.other_entry_id.validate_choice = False
+    if not form.validate_on_submit():
+        abort(400)
+    seen = _seen_version(form)
+    if action == "move":
+        operation = lambda: services.move_seat(  # noqa: E731
+            trip_id, form.entry_id.data, (form.to_seat.data or "").strip(), seen, current_user
+        )
+        done = _("Seat changed.")
+    elif action == "swap":
+        operation = lambda: services.swap_seats(  # noqa: E731
+            trip_id, form.entry_id.data, form.other_entry_id.data, seen, current_user
+        )
+        done = _("Seats swapped.")
+    else:
+        operation = lambda: services.unseat(trip_id, form.entry_id.data, seen, current_user)  # noqa: E731
+        done = _("Seat taken back; the worker waits for a seat again.")
+    if _run(operation, done):
+        return redirect(url_for("trips.seats", trip_id=trip_id))
+    db.session.expire_all()
+    return _seat_page(trip, SeatChangeForm(formdata=None), status=409)
+
+
+@bp.post("/trips/<int:trip_id>/seats/block")
+@coordinators
+def block_seats(trip_id: int):
+    get_visible_or_404(Trip, trip_id)
+    form = BlockSeatsForm()
+    if form.validate_on_submit():
+        labels = request.form.getlist("blocked")
+        _run(
+            lambda: services.set_blocked_seats(trip_id, labels, _seen_version(form), current_user),
+            _("Blocked seats saved."),
+        )
+    return redirect(url_for("trips.seats", trip_id=trip_id))
+
+
+# --- manifests -----------------------------------------------------------------------------
+
+
+def _full_version(trip: Trip, fmt: str) -> bool:
+    """``?full=1``: whole ID and mobile numbers, for coordinators (and admins) only — the
+    routes already require that role — and every viewing is audited."""
+    if request.args.get("full") != "1":
+        return False
+    record_audit("trip.manifest_full", trip, current_user, fmt=fmt)
+    db.session.commit()
+    return True
+
+
+@bp.get("/trips/<int:trip_id>/manifest")
+@coordinators
+def manifest(trip_id: int):
+    trip = get_visible_or_404(Trip, trip_id)
+    full = _full_version(trip, "html")
+    seat_map = trip.vehicle.seat_map
+    return render_template(
+        "trips/manifest.html",
+        trip=trip,
+        full=full,
+        rows=exports.manifest_rows(trip, full),
+        headers=exports.manifest_headers(),
+        by_carriage=trip.vehicle.kind == "train" or len(seat_map.carriages) > 1,
+        rated=len(seat_map),
+    )
+
+
+@bp.get("/trips/<int:trip_id>/manifest.<any(xlsx, csv):fmt>")
+@coordinators
+def manifest_file(trip_id: int, fmt: str):
+    trip = get_visible_or_404(Trip, trip_id)
+    return exports.manifest_file(trip, fmt, _full_version(trip, fmt))
+
+
+@bp.get("/requests/<int:request_id>/arrival-list")
+@roles_required(Role.EMPLOYER, Role.COORDINATOR, Role.ADMIN)
+def arrival_list(request_id: int):
+    transport_request = get_visible_or_404(TransportRequest, request_id)
+    groups = exports.arrival_groups(transport_request)
+    return render_template(
+        "trips/arrival_list.html",
+        transport_request=transport_request,
+        groups=groups,
+        total=sum(len(group.rows) for group in groups),
+    )

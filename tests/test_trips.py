@@ -1,0 +1,399 @@
+"""Trips through the coordinator's pages: plan -> apply -> give seats -> move by hand -> lock
+-> manifest; cancelling; connecting legs (K4016); the worker's trip page; stale pages."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from app.core.clock import local_today
+from app.core.models import AuditEntry
+from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
+from app.extensions import db
+from app.notify.models import Notification
+from app.trips import allocation
+from app.trips import services as trips
+from app.trips.models import SeatAssignment, Trip, TripStatus
+from tests import scenario
+from tests.conftest import People, submit
+
+DAY = local_today("Asia/Shanghai") + timedelta(days=2)
+
+
+@pytest.fixture
+def issuer_key(app, tmp_path) -> str:
+    with app.app_context():
+        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
+        db.session.commit()
+    return key
+
+
+@pytest.fixture
+def three_employers(app, people: People, issuer_key) -> dict:
+    """Three requests of 20, 15 and 9 workers (villages inside), one coach-53 and one
+    coach-45, a driver. Returns ids."""
+    with app.app_context():
+        a = scenario.approved_request(
+            people.organization_a_id,
+            people.coordinator_id,
+            issuer_key,
+            DAY,
+            {"东村": 12, "西村": 8},
+        )
+        b = scenario.approved_request(
+            people.organization_b_id, people.coordinator_id, issuer_key, DAY, {"南村": 15}
+        )
+        c = scenario.approved_request(
+            people.organization_a_id, people.coordinator_id, issuer_key, DAY, {"北村": 9}, failing=1
+        )
+        big = scenario.vehicle("渝F12345", "coach-53")
+        small = scenario.vehicle("渝F54321", "coach-45")
+        driver = scenario.driver()
+        db.session.commit()
+        return {
+            "requests": [a.id, b.id, c.id],
+            "big": big.id,
+            "small": small.id,
+            "driver": driver.id,
+        }
+
+
+def leg_form(**changes) -> dict:
+    form = {
+        "origin_region_code": "500235",
+        "origin_point": "云阳汽车站",
+        "origin_address": "云阳县双江街道滨江大道",
+        "destination_region_code": "370100",
+        "destination_point": "济南长途汽车总站",
+        "destination_address": "济南市天桥区",
+        "departs_on": DAY.isoformat(),
+        "departs_time": "06:30",
+        "arrives_on": (DAY + timedelta(days=1)).isoformat(),
+        "arrives_time": "08:00",
+        "max_load_percent": "100",
+        "isolation_rows": "0",
+        "health_freshness_hours": "72",
+        "connects_from_id": "0",
+    }
+    form.update(changes)
+    return form
+
+
+def plan_page(client, requests, vehicles, **changes):
+    data = leg_form(**changes)
+    data = {**data, "requests": [str(r) for r in requests], "vehicles": [str(v) for v in vehicles]}
+    return submit(client, "/trips/plan", {**data, "make": "1"})
+
+
+def plan_inputs(html: str) -> dict[str, str]:
+    return dict(re.findall(r'name="(load-\d+-\d+)"[^>]*value="(\d+)"', html))
+
+
+def test_plan_apply_allocate_move_lock_manifest(app, client_as, three_employers):
+    ids = three_employers
+    coordinator = client_as("coordinator")
+    # 44 workers, one of them with a yellow pass (blocked when the request was submitted, so
+    # not planned): both coaches offered, the 53-seat one carries the 43 at full load, so the
+    # plan uses that one vehicle.
+    page = plan_page(coordinator, ids["requests"], [ids["big"], ids["small"]])
+    assert page.status_code == 200
+    inputs = plan_inputs(page.get_data(as_text=True))
+    assert sum(int(v) for v in inputs.values()) == 43
+    assert all(name.startswith(f"load-{ids['big']}-") for name, v in inputs.items() if v != "0")
+
+    applied = submit(
+        coordinator,
+        "/trips/plan",
+        {
+            **leg_form(),
+            "requests": [str(r) for r in ids["requests"]],
+            "vehicles": [str(ids["big"]), str(ids["small"])],
+            **inputs,
+            "apply": "1",
+        },
+    )
+    assert applied.status_code == 302
+    with app.app_context():
+        trip = db.session.scalar(select(Trip))
+        assert trip.vehicle_id == ids["big"]
+        assert trip.status == TripStatus.PLANNED
+        assert sorted(load.planned for load in trip.loads) == [8, 15, 20]
+        trip_id = trip.id
+
+    given = submit(coordinator, f"/trips/{trip_id}/allocate", form_url=f"/trips/{trip_id}")
+    assert given.status_code == 302
+    with app.app_context():
+        seats = db.session.scalars(select(SeatAssignment)).all()
+        assert len(seats) == 43
+        assert len({s.seat_label for s in seats}) == 43
+        blocked = db.session.scalars(
+            select(RosterEntry).where(RosterEntry.status == EntryStatus.BLOCKED)
+        ).all()
+        assert len(blocked) == 1
+        # Each employer's request sits together: one contiguous piece each.
+        trip = db.session.get(Trip, trip_id)
+        seat_map = trip.vehicle.seat_map
+        by_request: dict[int, list[str]] = {}
+        for s in seats:
+            by_request.setdefault(s.entry.request_id, []).append(s.seat_label)
+        assert all(len(seat_map.clusters(labels)) == 1 for labels in by_request.values())
+        statuses = {r.status for r in db.session.scalars(select(TransportRequest))}
+        assert RequestStatus.SCHEDULED in statuses  # the two fully seated requests
+
+    # The seat map shows names; a move onto a taken seat is refused and changes nothing.
+    seat_page = coordinator.get(f"/trips/{trip_id}/seats")
+    html = seat_page.get_data(as_text=True)
+    assert seat_page.status_code == 200
+    assert "工人" in html
+    version = re.search(r'name="seats_version"[^>]*value="(\d+)"', html).group(1)
+    with app.app_context():
+        first, second = db.session.scalars(
+            select(SeatAssignment).order_by(SeatAssignment.id).limit(2)
+        ).all()
+        free = next(
+            s.label
+            for s in seat_map.seats
+            if s.label not in {a.seat_label for a in db.session.scalars(select(SeatAssignment))}
+        )
+        first_id, first_seat, second_seat = (
+            first.roster_entry_id,
+            first.seat_label,
+            second.seat_label,
+        )
+    refused = submit(
+        coordinator,
+        f"/trips/{trip_id}/seats/move",
+        {"seats_version": version, "entry_id": first_id, "to_seat": second_seat},
+        form_url=f"/trips/{trip_id}/seats",
+    )
+    assert refused.status_code == 409
+    moved = submit(
+        coordinator,
+        f"/trips/{trip_id}/seats/move",
+        {"seats_version": version, "entry_id": first_id, "to_seat": free},
+        form_url=f"/trips/{trip_id}/seats",
+    )
+    assert moved.status_code == 302
+    # The same page, posted again with the version it showed, is stale now.
+    stale = submit(
+        coordinator,
+        f"/trips/{trip_id}/seats/move",
+        {"seats_version": version, "entry_id": first_id, "to_seat": first_seat},
+        form_url=f"/trips/{trip_id}/seats",
+    )
+    assert stale.status_code == 409
+    with app.app_context():
+        assert trips._assignment(db.session.get(Trip, trip_id), first_id).seat_label == free
+
+    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
+    assert locked.status_code == 302
+    with app.app_context():
+        trip = db.session.get(Trip, trip_id)
+        assert trip.status == TripStatus.LOCKED
+        sms = db.session.scalars(
+            select(Notification).where(Notification.template == "seat_given")
+        ).all()
+        assert len(sms) == 43
+        reminders = db.session.scalar(
+            select(func.count()).where(Notification.template == "departure_reminder")
+        )
+        assert reminders == 86  # 24 h and 2 h before, for each
+        notice = db.session.scalar(
+            select(Notification).where(Notification.template == "trip_advance_notice")
+        )
+        assert notice is not None
+        assert notice.context["total"] == 43
+        assert db.session.scalar(
+            select(AuditEntry).where(AuditEntry.action == "trip.locked")
+        ).details == {"seated": 43}
+
+
+def test_a_plan_that_cannot_carry_everyone_says_how_many_seats_are_missing(
+    app, client_as, three_employers
+):
+    ids = three_employers
+    coordinator = client_as("coordinator")
+    # 43 cleared workers on a coach-45 at 50% with two empty rows.
+    page = plan_page(
+        coordinator, ids["requests"], [ids["small"]], max_load_percent="50", isolation_rows="2"
+    )
+    html = page.get_data(as_text=True)
+    with app.app_context():
+        seat_map = db.session.get(scenario.Vehicle, ids["small"]).seat_map
+        cap = allocation.capacity(seat_map, allocation.COACH_2020)
+    assert page.status_code == 200
+    assert f">{cap}<" in html
+    assert 'name="apply"' not in html
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Trip)) == 0
+
+
+def test_connecting_legs_train_then_coaches_to_each_site(app, people, issuer_key, client):
+    """K4016 in small: a special train Chongqing West -> Jinan carries three employers'
+    workers; coaches from Jinan take each employer's workers on to its site. The worker's page
+    shows both legs, train seat (carriage and number) first."""
+    with app.app_context():
+        coordinator = db.session.get(scenario.User, people.coordinator_id)
+        requests = [
+            scenario.approved_request(org, people.coordinator_id, issuer_key, DAY, {f"村{n}": size})
+            for n, (org, size) in enumerate(
+                [
+                    (people.organization_a_id, 14),
+                    (people.organization_b_id, 11),
+                    (people.organization_a_id, 9),
+                ]
+            )
+        ]
+        train = scenario.vehicle("K4016", "train-hard-seat-118", 2, first_carriage=3, kind="train")
+        zone = trips.health.local_zone()
+        departs = trips.datetime.combine(DAY, trips.datetime.min.time(), zone) + timedelta(hours=6)
+        rail = trips.Leg(
+            "500100",
+            "重庆西站",
+            "重庆市沙坪坝区",
+            "370100",
+            "济南站",
+            "济南市天桥区",
+            departs,
+            departs + timedelta(hours=20),
+            50,
+            0,
+            True,
+        )
+        leg1 = trips.create_trip(train, rail, coordinator, {r.id: 40 for r in requests})
+        assert trips.allocate_seats(leg1.id, coordinator).seated == 34
+        coaches = []
+        for n, request in enumerate(requests):
+            coach = scenario.vehicle(f"鲁A1000{n}", "coach-45")
+            road = trips.Leg(
+                "370100",
+                "济南站北广场",
+                None,
+                "370100",
+                request.site_name,
+                request.site_address,
+                rail.arrives_at + timedelta(hours=1),
+                rail.arrives_at + timedelta(hours=2),
+                50,
+                2,
+                False,
+                connects_from_id=leg1.id,
+            )
+            coaches.append(trips.create_trip(coach, road, coordinator, {request.id: 20}))
+        for coach in coaches:
+            trips.allocate_seats(coach.id, coordinator)
+        db.session.commit()
+        assert [c.leg for c in coaches] == [2, 2, 2]
+        # Every worker on the train has exactly one coach seat, on their own employer's coach.
+        for coach, request in zip(coaches, requests, strict=True):
+            riders = db.session.scalars(
+                select(RosterEntry.request_id)
+                .join(SeatAssignment)
+                .where(SeatAssignment.trip_id == coach.id)
+            ).all()
+            assert riders == [request.id] * len(request.entries)
+        entry = requests[1].entries[0]
+        legs = trips.itinerary(entry.id)
+        assert [a.trip_id for a in legs] == [leg1.id, coaches[1].id]
+        train_seat = train.seat_map.seat(legs[0].seat_label).display
+        assert train_seat.startswith(("03", "04"))
+        token = trips.trip_page_token(entry.id)
+
+    page = client.get(f"/my-trip/{token}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert html.index("重庆西站") < html.index("济南站北广场")
+    assert train_seat in html
+    assert "K4016" in html
+    assert "鲁A10001" in html
+    assert client.get(f"/my-trip/{token}x").status_code == 404
+
+
+def test_cancelling_a_locked_trip_frees_seats_and_tells_everyone(app, people, three_employers):
+    ids = three_employers
+    with app.app_context():
+        coordinator = db.session.get(scenario.User, people.coordinator_id)
+        vehicle = db.session.get(scenario.Vehicle, ids["big"])
+        zone = trips.health.local_zone()
+        departs = trips.datetime.combine(DAY, trips.datetime.min.time(), zone) + timedelta(hours=7)
+        leg = trips.Leg(
+            "500235",
+            "云阳汽车站",
+            None,
+            "370100",
+            "济南",
+            None,
+            departs,
+            departs + timedelta(hours=18),
+            50,
+            2,
+            False,
+        )
+        trip = trips.create_trip(vehicle, leg, coordinator, dict.fromkeys(ids["requests"], 20))
+        outcome = trips.allocate_seats(trip.id, coordinator)
+        cap = allocation.capacity(vehicle.seat_map, allocation.COACH_2020)
+        assert outcome.seated == cap == 26  # 53 seats at 50% (44 outside the two empty rows)
+        assert outcome.unplaced == {"capacity": 43 - cap}
+        trips.lock_manifest(trip.id, coordinator)
+        db.session.commit()
+        assert (
+            db.session.scalar(
+                select(func.count()).where(Notification.template == "departure_reminder")
+            )
+            == 2 * cap
+        )
+        with pytest.raises(trips.DomainError):
+            trips.cancel_trip(trip.id, "  ", coordinator)
+        db.session.rollback()
+        trips.cancel_trip(trip.id, "车辆故障", coordinator)
+        db.session.commit()
+        assert db.session.scalar(select(func.count()).select_from(SeatAssignment)) == 0
+        assert (
+            db.session.scalar(
+                select(func.count()).where(Notification.template == "departure_reminder")
+            )
+            == 0
+        )  # reminders of a cancelled trip are taken back before they go
+        assert (
+            db.session.scalar(select(func.count()).where(Notification.template == "trip_cancelled"))
+            == cap
+        )
+        assert (
+            db.session.scalar(
+                select(func.count()).where(Notification.template == "trip_cancelled_employer")
+            )
+            > 0
+        )
+        statuses = db.session.scalars(select(RosterEntry.status).distinct()).all()
+        assert set(statuses) == {EntryStatus.CLEARED, EntryStatus.BLOCKED}
+        assert {r.status for r in db.session.scalars(select(TransportRequest))} == {
+            RequestStatus.APPROVED
+        }
+
+
+def test_on_sqlite_a_writing_request_holds_the_write_lock_from_its_start(app):
+    """What row locks give on PostgreSQL: a POST begins with BEGIN IMMEDIATE, so nobody
+    else can write between what it reads and what it writes. Reading requests take no lock."""
+    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+
+    def others_can_write() -> bool:
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            other.close()
+
+    for method, locked in (("POST", True), ("GET", False)):
+        with app.test_request_context("/trips", method=method):
+            app.preprocess_request()
+            db.session.execute(select(1))
+            assert others_can_write() is not locked
+            db.session.rollback()
