@@ -20,6 +20,7 @@ from flask_babel import force_locale, format_date, format_datetime, format_time
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from app.accounts.models import User
 from app.accounts.services import organization_users, region_coordinators
@@ -412,7 +413,9 @@ def allocate_seats(trip_id: int, actor: User | None) -> AllocationOutcome:
     if trip.connects_from_id is None:
         to_check = list(
             db.session.scalars(
-                select(RosterEntry).where(
+                select(RosterEntry)
+                .options(selectinload(RosterEntry.worker))
+                .where(
                     RosterEntry.request_id.in_([load.request_id for load in loads]),
                     RosterEntry.status.in_(health.CHECKABLE),
                 )
@@ -551,9 +554,10 @@ def move_seat(trip_id: int, entry_id: int, to_seat: str, seen_version: int, acto
     entry = db.session.get(RosterEntry, entry_id)
     if current is None:
         load = next((x for x in trip.loads if entry and x.request_id == entry.request_id), None)
+        if load is not None:  # "waiting" is decided under the request's lock, as in allocate
+            _lock_requests([entry.request_id])
         if load is None or entry not in _waiting_entries(trip, load):
             raise DomainError("seat.not_waiting")
-        _lock_requests([entry.request_id])
     refusal = allocation.check_move(
         trip.vehicle.seat_map, trip.policy, trip.all_blocked_seats, existing, entry_id, to_seat
     )
