@@ -8,6 +8,7 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
+from flask_babel import gettext
 from sqlalchemy import func, select
 
 from app.core.clock import local_today
@@ -17,6 +18,7 @@ from app.extensions import db
 from app.notify.models import Notification
 from app.trips import allocation
 from app.trips import services as trips
+from app.trips.forms import message_for
 from app.trips.models import SeatAssignment, Trip, TripStatus
 from tests import scenario
 from tests.conftest import People, submit
@@ -397,3 +399,179 @@ def test_on_sqlite_a_writing_request_holds_the_write_lock_from_its_start(app):
             db.session.execute(select(1))
             assert others_can_write() is not locked
             db.session.rollback()
+
+
+def said(app, code: str) -> str:
+    """What the page says for a refusal, in the default language (Chinese)."""
+    with app.test_request_context():
+        return message_for(code)
+
+
+def make_trip(app, people, ids, vehicle_key="big", hours=7, percent=100, rows=0) -> int:
+    """A trip on DAY carrying the three requests, seats given. Returns its id."""
+    with app.app_context():
+        coordinator = db.session.get(scenario.User, people.coordinator_id)
+        vehicle = db.session.get(scenario.Vehicle, ids[vehicle_key])
+        zone = trips.health.local_zone()
+        departs = trips.datetime.combine(DAY, trips.datetime.min.time(), zone)
+        departs += timedelta(hours=hours)
+        leg = trips.Leg(
+            "500235",
+            "云阳汽车站",
+            None,
+            "370100",
+            "济南",
+            None,
+            departs,
+            departs + timedelta(hours=18),
+            percent,
+            rows,
+            False,
+        )
+        trip = trips.create_trip(vehicle, leg, coordinator, dict.fromkeys(ids["requests"], 20))
+        trips.allocate_seats(trip.id, coordinator)
+        db.session.commit()
+        return trip.id
+
+
+def seat_version(client, trip_id: int) -> str:
+    html = client.get(f"/trips/{trip_id}/seats").get_data(as_text=True)
+    return re.search(r'name="seats_version"[^>]*value="(\d+)"', html).group(1)
+
+
+def seats_of(app, trip_id: int) -> dict[int, str]:
+    with app.app_context():
+        rows = db.session.scalars(select(SeatAssignment).where(SeatAssignment.trip_id == trip_id))
+        return {a.roster_entry_id: a.seat_label for a in rows}
+
+
+def test_swap_take_back_and_block_seats_by_hand(app, people, client_as, three_employers):
+    trip_id = make_trip(app, people, three_employers)
+    coordinator = client_as("coordinator")
+    before = seats_of(app, trip_id)
+    a, b = sorted(before)[:2]
+    url = f"/trips/{trip_id}/seats"
+    swapped = submit(
+        coordinator,
+        f"{url}/swap",
+        {"seats_version": seat_version(coordinator, trip_id), "entry_id": a, "other_entry_id": b},
+        form_url=url,
+    )
+    assert swapped.status_code == 302
+    after = seats_of(app, trip_id)
+    assert (after[a], after[b]) == (before[b], before[a])
+
+    taken_back = submit(
+        coordinator,
+        f"{url}/unseat",
+        {"seats_version": seat_version(coordinator, trip_id), "entry_id": a},
+        form_url=url,
+    )
+    assert taken_back.status_code == 302
+    assert a not in seats_of(app, trip_id)
+    with app.app_context():
+        assert db.session.get(RosterEntry, a).status == EntryStatus.CLEARED
+
+    # Blocking a taken seat is refused; blocking the freed one works, and the allocator then
+    # leaves it alone.
+    version = seat_version(coordinator, trip_id)
+    refused = submit(
+        coordinator,
+        f"{url}/block",
+        {"seats_version": version, "blocked": [after[b]]},
+        form_url=url,
+    )
+    assert refused.status_code == 302
+    with app.app_context():
+        assert db.session.get(Trip, trip_id).blocked_seats == []
+    blocked = submit(
+        coordinator, f"{url}/block", {"seats_version": version, "blocked": [after[a]]}, form_url=url
+    )
+    assert blocked.status_code == 302
+    submit(coordinator, f"/trips/{trip_id}/allocate", form_url=f"/trips/{trip_id}")
+    final = seats_of(app, trip_id)
+    assert a in final
+    assert final[a] != after[a]
+    assert after[a] not in final.values()
+
+
+def test_a_driver_cannot_be_on_two_overlapping_trips(app, people, client_as, three_employers):
+    ids = three_employers
+    first = make_trip(app, people, ids, "big", hours=7)
+    with app.app_context():
+        # The second trip, on the other coach, overlaps the first in time.
+        coordinator = db.session.get(scenario.User, people.coordinator_id)
+        other = db.session.get(Trip, first)
+        leg = trips.Leg(
+            "500235",
+            "云阳汽车站",
+            None,
+            "370100",
+            "济南",
+            None,
+            other.departs_at + timedelta(hours=2),
+            other.arrives_at + timedelta(hours=2),
+        )
+        second = trips.create_trip(
+            db.session.get(scenario.Vehicle, ids["small"]), leg, coordinator, {}
+        ).id
+        db.session.commit()
+    coordinator = client_as("coordinator")
+
+    def give_driver(trip_id):
+        page = coordinator.get(f"/trips/{trip_id}/edit").get_data(as_text=True)
+        fields = dict(re.findall(r'<input[^>]*id="(\w+)"[^>]*value="([^"]*)"', page))
+        form = leg_form(
+            departs_on=fields["departs_on"],
+            departs_time=fields["departs_time"],
+            arrives_on=fields["arrives_on"],
+            arrives_time=fields["arrives_time"],
+            max_load_percent="100",
+            drivers=[str(ids["driver"])],
+        )
+        return submit(coordinator, f"/trips/{trip_id}/edit", form)
+
+    assert give_driver(first).status_code == 302
+    refused = give_driver(second)
+    assert refused.status_code == 200
+    assert said(app, "trip.driver_busy") in refused.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(Trip, second).drivers == []
+
+
+def test_a_plan_outside_the_requests_window_is_refused(app, client_as, three_employers):
+    ids = three_employers
+    coordinator = client_as("coordinator")
+    late = DAY + timedelta(days=5)
+    page = plan_page(coordinator, ids["requests"], [ids["big"]])
+    inputs = plan_inputs(page.get_data(as_text=True))
+    refused = submit(
+        coordinator,
+        "/trips/plan",
+        {
+            **leg_form(
+                departs_on=late.isoformat(), arrives_on=late.isoformat(), arrives_time="23:00"
+            ),
+            "requests": [str(r) for r in ids["requests"]],
+            "vehicles": [str(ids["big"])],
+            **inputs,
+            "apply": "1",
+        },
+    )
+    assert refused.status_code == 200
+    with app.test_request_context():
+        expected = gettext("%(ref)s: the departure day is outside the request's departure window.")
+    assert expected.split("%(ref)s")[1].replace("'", "&#39;") in refused.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Trip)) == 0
+
+
+def test_employer_sees_seats_on_the_request_and_no_trip_pages(
+    app, people, client_as, three_employers
+):
+    trip_id = make_trip(app, people, three_employers)
+    employer = client_as("employer")
+    page = employer.get(f"/requests/{three_employers['requests'][0]}").get_data(as_text=True)
+    assert "渝F12345" in page
+    for url in ("/trips", f"/trips/{trip_id}", f"/trips/{trip_id}/seats", "/trips/plan"):
+        assert employer.get(url).status_code == 403

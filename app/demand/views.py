@@ -48,6 +48,7 @@ from app.demand.models import (
 )
 from app.extensions import db
 from app.health import services as health
+from app.trips import services as trips
 
 bp = Blueprint("demand", __name__, template_folder="templates")
 
@@ -338,6 +339,7 @@ def request_detail(request_id: int):
         page=page,
         status=status,
         masked=exports.masked_worker,
+        seats=trips.seats_of_entries([entry.id for entry in page.items]),
         decision_form=DecisionForm(),
         action_form=FlaskForm(),
     )

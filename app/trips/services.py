@@ -291,7 +291,7 @@ def make_plan(
 
 @dataclass
 class PlanProblem:
-    code: str  # "over_capacity" (a vehicle), "short" (a request not fully carried), "too_many"
+    code: str  # "over_capacity" (a vehicle); "short", "too_many", "outside_window" (a request)
     subject: str  # the vehicle identifier or the request reference
     planned: int
     limit: int
@@ -319,6 +319,12 @@ def apply_plan(
     else:
         waiting = plannable_counts(request_ids)
     problems = []
+    if leg.connects_from_id is None:  # a first leg leaves within each request's window
+        day = local_date(leg.departs_at)
+        for rid in sorted(request_ids):
+            r = requests[rid]
+            if not r.earliest_departure <= day <= r.latest_departure:
+                problems.append(PlanProblem("outside_window", r.reference, 0, 0))
     for vehicle_id, per in sorted(loads.items()):
         vehicle = vehicles[vehicle_id]
         option = vehicle_option(vehicle, policy)
@@ -758,6 +764,20 @@ def itinerary(entry_id: int) -> list[SeatAssignment]:
             .order_by(Trip.departs_at)
         )
     )
+
+
+def seats_of_entries(entry_ids: list[int]) -> dict[int, list[tuple[Trip, str]]]:
+    """Per roster entry: its trips and seats (as printed on a ticket), in travel order."""
+    rows = db.session.execute(
+        select(SeatAssignment.roster_entry_id, SeatAssignment.seat_label, Trip)
+        .join(Trip)
+        .where(SeatAssignment.roster_entry_id.in_(entry_ids), Trip.status != TripStatus.CANCELLED)
+        .order_by(Trip.departs_at)
+    ).all()
+    seats: dict[int, list[tuple[Trip, str]]] = defaultdict(list)
+    for entry_id, label, trip in rows:
+        seats[entry_id].append((trip, _seat_text(trip, label)))
+    return dict(seats)
 
 
 def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str) -> None:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+from datetime import date
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
@@ -240,11 +243,34 @@ def edit_trip(trip_id: int):
 # --- planning ------------------------------------------------------------------------------
 
 
+def _plan_filters() -> dict[str, str]:
+    return {name: request.args.get(name, "").strip() for name in ("origin", "destination", "day")}
+
+
 def _plan_choices(form: PlanForm) -> tuple[list[TransportRequest], list[Vehicle]]:
+    """Approved requests (narrowed by origin and destination code prefix and a day inside
+    their departure window) and the active vehicles."""
+    query = select_visible(TransportRequest).where(
+        TransportRequest.status == RequestStatus.APPROVED
+    )
+    filters = _plan_filters()
+    if filters["origin"]:
+        query = query.where(
+            TransportRequest.origin_region_code.startswith(filters["origin"], autoescape=True)
+        )
+    if filters["destination"]:
+        query = query.where(
+            TransportRequest.destination_region_code.startswith(
+                filters["destination"], autoescape=True
+            )
+        )
+    with contextlib.suppress(ValueError):
+        day = date.fromisoformat(filters["day"])
+        query = query.where(
+            TransportRequest.earliest_departure <= day, TransportRequest.latest_departure >= day
+        )
     approved = db.session.scalars(
-        select_visible(TransportRequest)
-        .where(TransportRequest.status == RequestStatus.APPROVED)
-        .order_by(TransportRequest.earliest_departure, TransportRequest.id)
+        query.order_by(TransportRequest.earliest_departure, TransportRequest.id).limit(500)
     ).all()
     counts = services.plannable_counts(r.id for r in approved)
     form.requests.choices = [
@@ -330,6 +356,7 @@ def plan():
     return render_template(
         "trips/plan.html",
         form=form,
+        filters=_plan_filters(),
         result=result,
         problems=problems,
         requests_by_id={r.id: r for r in chosen_requests},
