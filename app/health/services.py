@@ -311,6 +311,20 @@ class Checker:
         self.keys, self.issuers = _trust_list()
         self.policy = policy(freshness_hours)
         self.pii = vault()
+        self.jti_holders: dict[str, set[str]] = {}  # pass id -> ID number hashes holding it
+
+    def know_holders(self, certificates: Iterable[HealthCertificate]) -> None:
+        """Who holds these passes, in one query (else one query per verdict)."""
+        jtis = sorted({c.jti for c in certificates if c.jti})
+        for start in range(0, len(jtis), 5000):
+            chunk = jtis[start : start + 5000]
+            rows = db.session.execute(
+                select(HealthCertificate.jti, Worker.id_number_hash)
+                .join(Worker, HealthCertificate.worker_id == Worker.id)
+                .where(HealthCertificate.jti.in_(chunk))
+            )
+            for jti, holder in rows:
+                self.jti_holders.setdefault(jti, set()).add(holder)
 
     def verdict(
         self, worker: Worker, certificate: HealthCertificate | None, departure: datetime
@@ -323,7 +337,12 @@ class Checker:
             return evaluate_pass(None, None, subject, departure, self.policy, False)
         facts = read_pass(self.pii.decrypt(certificate.token_cipher), self.keys)
         issuer = self.issuers.get(facts.kid) if facts.kid else None
-        reused = _jti_used_by_other(facts.jti, worker) if facts.jti else False
+        if not facts.jti:
+            reused = False
+        elif facts.jti in self.jti_holders:
+            reused = bool(self.jti_holders[facts.jti] - {worker.id_number_hash})
+        else:
+            reused = _jti_used_by_other(facts.jti, worker)
         return evaluate_pass(facts, issuer, subject, departure, self.policy, reused)
 
 
@@ -376,6 +395,7 @@ def check_entries(
         return {"cleared": 0, "blocked": 0}
     checker = Checker(freshness_hours)
     certificates = current_certificates(entry.worker_id for entry in entries)
+    checker.know_holders(certificates.values())
     departure_of = departure_of or (lambda entry: request_departure(entry.request))
     counts = {"cleared": 0, "blocked": 0}
     newly_blocked: dict[int, list[RosterEntry]] = {}

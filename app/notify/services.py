@@ -95,10 +95,10 @@ class Outgoing:
     locale: str | None = None
 
 
-def notify_many(messages: Iterable[Outgoing]) -> int:
-    """Put many messages in the outbox in bulk statements (a locked train: thousands of seat
-    messages in one transaction). Messages whose event is already there are skipped, as in
-    ``notify``. Returns how many rows were written."""
+def notify_many(messages: Iterable[Outgoing]) -> None:
+    """Put many messages in the outbox in one bulk statement (a locked train: thousands of
+    seat messages in one transaction). Messages whose event is already there are skipped, as
+    in ``notify``."""
     pii = vault()
     default_locale = current_app.config["BABEL_DEFAULT_LOCALE"]
     now = utcnow()
@@ -119,18 +119,13 @@ def notify_many(messages: Iterable[Outgoing]) -> int:
         for m in messages
     ]
     if not rows:
-        return 0
+        return
     insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    written = 0
-    for start in range(0, len(rows), 1000):
-        result = db.session.execute(
-            insert(Notification)
-            .values(rows[start : start + 1000])
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        )
-        written += result.rowcount or 0
+    # One statement, many parameter sets: SQLAlchemy batches them into multi-row INSERTs.
+    db.session.execute(
+        insert(Notification).on_conflict_do_nothing(index_elements=["idempotency_key"]), rows
+    )
     enqueue_after_commit(RELAY_TASK)
-    return written
 
 
 def drop_pending(event_pattern: str) -> int:

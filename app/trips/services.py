@@ -80,13 +80,19 @@ def _lock_requests(request_ids: Iterable[int]) -> list[TransportRequest]:
     )
 
 
-def assignments(trip_id: int) -> list[SeatAssignment]:
+def assignments(trip_id: int, with_workers: bool = False) -> list[SeatAssignment]:
+    """The trip's seats, read afresh; ``with_workers`` loads their entries, workers and
+    employers too (in four queries, however many seats)."""
+    query = select(SeatAssignment).where(SeatAssignment.trip_id == trip_id)
+    if with_workers:
+        entry = selectinload(SeatAssignment.entry)
+        query = query.options(
+            entry.selectinload(RosterEntry.worker),
+            entry.selectinload(RosterEntry.request).selectinload(TransportRequest.organization),
+        )
     return list(
         db.session.scalars(
-            select(SeatAssignment)
-            .where(SeatAssignment.trip_id == trip_id)
-            .order_by(SeatAssignment.id)
-            .execution_options(populate_existing=True)
+            query.order_by(SeatAssignment.id).execution_options(populate_existing=True)
         )
     )
 
@@ -179,7 +185,7 @@ def update_trip(trip_id: int, leg: Leg, escort: tuple[str, str], actor: User) ->
     feeder = _check_leg(leg)
     if _vehicle_busy(trip.vehicle_id, leg.departs_at, leg.arrives_at, trip.id):
         raise DomainError("trip.vehicle_busy", "departs_at")
-    taken = assignments(trip.id)
+    taken = assignments(trip.id, with_workers=True)
     policy_changed = (leg.max_load_percent, leg.isolation_rows, leg.alternate_seats) != (
         trip.max_load_percent,
         trip.isolation_rows,
@@ -386,15 +392,22 @@ def _passenger(entry: RosterEntry) -> allocation.Passenger:
     return allocation.Passenger(entry.id, (f"{entry.request_id:09d}", entry.worker.group_tag or ""))
 
 
-def _waiting_entries(trip: Trip, load: TripLoad) -> list[RosterEntry]:
-    """A request's workers who may get a seat on this trip: health cleared, and either
-    without a seat on this day and leg (first legs) or seated on the feeding trip."""
-    query = select(RosterEntry).where(RosterEntry.request_id == load.request_id)
+def _waiting_entries(
+    trip: Trip, load: TripLoad, statuses: Sequence[str] = (EntryStatus.CLEARED.value,)
+) -> list[RosterEntry]:
+    """A request's workers who may get a seat on this trip: on a first leg those in
+    ``statuses`` without a seat that day; on a connecting leg those seated on the feeding
+    trip without a seat on this leg yet."""
+    query = (
+        select(RosterEntry)
+        .options(selectinload(RosterEntry.worker))
+        .where(RosterEntry.request_id == load.request_id)
+    )
     same_leg = select(SeatAssignment.roster_entry_id).where(
         SeatAssignment.travel_date == local_date(trip.departs_at), SeatAssignment.leg == trip.leg
     )
     if trip.connects_from_id is None:
-        query = query.where(RosterEntry.status == EntryStatus.CLEARED)
+        query = query.where(RosterEntry.status.in_(list(statuses)))
     else:
         feeder = select(SeatAssignment.roster_entry_id).where(
             SeatAssignment.trip_id == trip.connects_from_id
@@ -406,48 +419,59 @@ def _waiting_entries(trip: Trip, load: TripLoad) -> list[RosterEntry]:
     return list(db.session.scalars(query.where(RosterEntry.id.not_in(same_leg))))
 
 
+def _in_seating_order(entries: list[RosterEntry]) -> list[RosterEntry]:
+    by_id = {entry.id: entry for entry in entries}
+    return [by_id[p.id] for p in allocation.seating_order([_passenger(e) for e in entries])]
+
+
+def _choose(trip: Trip, load: TripLoad, room: int) -> tuple[list[RosterEntry], int]:
+    """Up to ``room`` of a request's waiting workers, in seating order, and how many the
+    health check blocked. On a first leg only as many are checked (against this trip's
+    departure and freshness window) as are needed to fill the room: workers planned on a
+    later trip are judged against their own trip's departure, not this one's."""
+    if trip.connects_from_id is not None:  # they boarded the feeding trip cleared
+        return _in_seating_order(_waiting_entries(trip, load))[:room], 0
+    order = _in_seating_order(_waiting_entries(trip, load, health.CHECKABLE))
+    chosen: list[RosterEntry] = []
+    blocked = start = 0
+    while len(chosen) < room and start < len(order):
+        batch = order[start : start + room - len(chosen)]
+        start += len(batch)
+        counts = health.check_entries(
+            batch,
+            departure_of=lambda _entry: trip.departs_at,
+            freshness_hours=trip.health_freshness_hours,
+        )
+        blocked += counts["blocked"]
+        chosen.extend(entry for entry in batch if entry.status == EntryStatus.CLEARED)
+    return chosen, blocked
+
+
 def allocate_seats(trip_id: int, actor: User | None) -> AllocationOutcome:
-    """Give seats on this trip to the workers its plan carries who have none yet: health
-    checked against this trip's departure first, then the pure allocator around the seats
+    """Give seats on this trip to the workers its plan carries who have none yet (health
+    checked against this trip's departure first), with the pure allocator around the seats
     already given (which never move)."""
     trip = lock_trip(trip_id)
     if trip.status not in SEATING_STATUSES:
         raise DomainError("trip.not_seating")
     loads = list(trip.loads)
     _lock_requests(load.request_id for load in loads)
-    blocked = 0
-    if trip.connects_from_id is None:
-        to_check = list(
-            db.session.scalars(
-                select(RosterEntry)
-                .options(selectinload(RosterEntry.worker))
-                .where(
-                    RosterEntry.request_id.in_([load.request_id for load in loads]),
-                    RosterEntry.status.in_(health.CHECKABLE),
-                )
-            )
-        )
-        counts = health.check_entries(
-            to_check,
-            departure_of=lambda _entry: trip.departs_at,
-            freshness_hours=trip.health_freshness_hours,
-        )
-        blocked = counts["blocked"]
-    taken = assignments(trip.id)
+    taken = assignments(trip.id, with_workers=True)
     existing = {a.roster_entry_id: a.seat_label for a in taken}
     entries = {a.roster_entry_id: a.entry for a in taken}
     per_request_seated: dict[int, int] = defaultdict(int)
     for entry in entries.values():
         per_request_seated[entry.request_id] += 1
     passengers = []
+    blocked = 0
     for load in loads:
         room = load.planned - per_request_seated[load.request_id]
         if room <= 0:
             continue
-        waiting = {e.id: e for e in _waiting_entries(trip, load)}
-        entries.update(waiting)
-        ordered = allocation.seating_order([_passenger(e) for e in waiting.values()])
-        passengers.extend(ordered[:room])
+        chosen, newly_blocked = _choose(trip, load, room)
+        blocked += newly_blocked
+        entries.update((entry.id, entry) for entry in chosen)
+        passengers.extend(_passenger(entry) for entry in chosen)
     result = allocation.allocate(
         trip.vehicle.seat_map,
         trip.policy,
@@ -508,7 +532,7 @@ def _give(
     db.session.flush()
     _update_requests({entries[eid].request_id for eid in seats})
     if trip.status == TripStatus.LOCKED:
-        given = [a for a in assignments(trip.id) if a.roster_entry_id in seats]
+        given = [a for a in assignments(trip.id, with_workers=True) if a.roster_entry_id in seats]
         _tell_seats(trip, given, "given")
 
 
@@ -611,7 +635,7 @@ def swap_seats(trip_id: int, entry_a: int, entry_b: int, seen_version: int, acto
     trip.seats_version += 1
     db.session.flush()
     if trip.status == TripStatus.LOCKED:
-        swapped = [x for x in assignments(trip.id) if x.roster_entry_id in seats]
+        swapped = [x for x in assignments(trip.id, with_workers=True) if x.roster_entry_id in seats]
         _tell_seats(trip, swapped, "changed")
     record_audit("seat.swapped", trip, actor, entries=sorted(seats))
 
@@ -680,7 +704,7 @@ def lock_manifest(trip_id: int, actor: User) -> int:
     trip = lock_trip(trip_id)
     if trip.status != TripStatus.OPEN:
         raise DomainError("trip.cannot_lock")
-    taken = assignments(trip.id)
+    taken = assignments(trip.id, with_workers=True)
     if not taken:
         raise DomainError("trip.no_seats")
     trip.status = TripStatus.LOCKED.value
@@ -700,7 +724,7 @@ def cancel_trip(trip_id: int, reason: str, actor: User) -> int:
         raise DomainError("trip.cannot_cancel")
     if not reason.strip():
         raise DomainError("trip.cancel_reason_missing", "reason")
-    taken = assignments(trip.id)
+    taken = assignments(trip.id, with_workers=True)
     if trip.status == TripStatus.LOCKED:
         _tell_seats(trip, taken, "cancelled")
     request_ids = {a.entry.request_id for a in taken} | {load.request_id for load in trip.loads}
