@@ -198,6 +198,9 @@ class RosterEntry(db.Model):
     holds_place: Mapped[bool] = mapped_column(default=False)
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
     withdrawn_at: Mapped[datetime | None]
+    # Given with the first seat: what the worker quotes on the lookup page (with the last four
+    # digits of their phone) and what their boarding pass's QR code carries. Random, no PII.
+    booking_code: Mapped[str | None] = mapped_column(String(12), unique=True)
 
     request: Mapped[TransportRequest] = relationship(back_populates="entries")
     worker: Mapped[Worker] = relationship()

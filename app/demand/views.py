@@ -340,6 +340,7 @@ def request_detail(request_id: int):
         status=status,
         masked=exports.masked_worker,
         seats=trips.seats_of_entries([entry.id for entry in page.items]),
+        trips=trips.trips_of_request(request_id),
         decision_form=DecisionForm(),
         action_form=FlaskForm(),
     )
@@ -412,7 +413,10 @@ def import_into_request(request_id: int):
 TRANSITIONS = {
     "submit": (services.submit_request, _l("Request submitted to the coordinators.")),
     "withdraw": (services.withdraw_request, _l("Request taken back; it is a draft again.")),
-    "cancel": (services.cancel_request, _l("Request cancelled.")),
+    "cancel": (
+        lambda request, actor: trips.cancel_request_travel(request.id, actor),
+        _l("Request cancelled."),
+    ),
 }
 
 
@@ -448,7 +452,7 @@ def withdraw_entry(request_id: int, entry_id: int):
     if FlaskForm().validate_on_submit():
         name = entry.worker.name
         _apply(
-            lambda: services.withdraw_entry(entry, current_user),
+            lambda: trips.withdraw_from_travel(entry.id, current_user),
             _("%(name)s withdrawn from this request.", name=name),
         )
     return redirect(url_for("demand.request_detail", request_id=request_id))

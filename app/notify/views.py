@@ -86,6 +86,38 @@ SAMPLES = {
         "employers": [["中建八局一公司", 62], ["济南城建工程有限公司", 48]],
         "url": "https://fangang.example/trips/45",
     },
+    "worker_fever": {
+        "name": "张三",
+        "trip": "T2027-000045",
+        "reference": "R2027-000123",
+        "celsius": "37.8",
+        "place": "云阳汽车站东门",
+        "url": "https://fangang.example/requests/123",
+    },
+    "worker_withdrew": {
+        "name": "张三",
+        "reference": "R2027-000123",
+        "by_worker": True,
+        "url": "https://fangang.example/requests/123",
+    },
+    "trip_departed": {
+        "trip": "T2027-000045",
+        "reference": "R2027-000123",
+        "vehicle": "渝F12345",
+        "workers": 22,
+        "final": 22,
+        "destination": "济南长途汽车总站",
+        "url": "https://fangang.example/requests/123/handover/45",
+    },
+    "trip_arrived": {
+        "trip": "T2027-000045",
+        "reference": "R2027-000123",
+        "vehicle": "渝F12345",
+        "workers": 22,
+        "final": 22,
+        "destination": "济南长途汽车总站",
+        "url": "https://fangang.example/requests/123/handover/45",
+    },
     "health_blocked": {
         "reference": "R2027-000123",
         "workers": [

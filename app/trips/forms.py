@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -15,7 +16,14 @@ from wtforms import (
     TextAreaField,
     TimeField,
 )
-from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 
 from app.core.forms import MOBILE_MESSAGES, REGION_CODE_MESSAGES, REQUIRED, identifier_validator
 from app.core.identity import normalize_mobile, validate_region_code
@@ -200,4 +208,82 @@ class BlockSeatsForm(FlaskForm):
 class CancelTripForm(FlaskForm):
     reason = TextAreaField(
         _l("Why is the trip cancelled?"), validators=[DataRequired(REQUIRED), Length(max=500)]
+    )
+
+
+BOARDING_MESSAGES = {
+    "boarded": _l("Boarded. Seat %(seat)s."),
+    "already_boarded": _l("Already boarded (seat %(seat)s). Nothing recorded again."),
+    "wrong_trip": _l("Wrong vehicle: this worker's trip is %(trip)s (%(vehicle)s, %(when)s)."),
+    "not_seated": _l("This worker has no seat on any trip."),
+    "unknown_code": _l("No worker has this boarding code."),
+    "health_blocked": _l("Do not board: the health certificate does not clear this worker."),
+    "fever": _l(
+        "Do not board: fever. Take the worker to the isolation point; the employer and the "
+        "coordinators are told."
+    ),
+}
+MESSAGES.update(
+    {
+        "boarding.not_open": _l("Boarding is open only on a locked trip that has not left."),
+        "boarding.already_recorded": _l("This worker's boarding is already recorded."),
+        "trip.cannot_depart": _l("Only a locked trip can depart."),
+        "trip.unaccounted": _l(
+            "Some seated workers are neither boarded nor marked as no-show: account for "
+            "everyone before departing."
+        ),
+        "trip.cannot_arrive": _l("Only a trip on the way can arrive."),
+        "handover.not_arrived": _l("The handover is possible once the trip has arrived."),
+        "handover.done": _l("This handover is already confirmed. Nothing was recorded again."),
+        "handover.nothing_due": _l("This trip brings none of this request's workers here."),
+        "handover.count": _l("A count of 0 or more."),
+        "handover.representative_missing": _l("Who receives the workers?"),
+        "handover.note_needed": _l(
+            "The count differs from the workers who boarded: say what happened."
+        ),
+        "entry.cannot_withdraw": _l("This worker can no longer be withdrawn."),
+    }
+)
+
+
+def parse_celsius(text: str | None) -> Decimal:
+    """A thermometer reading as people type it: 36.8, 36,8 or " 37 "."""
+    try:
+        value = Decimal((text or "").strip().replace(",", "."))
+    except InvalidOperation:
+        raise ValueError("not a number") from None
+    if not value.is_finite() or not Decimal("34") <= value <= Decimal("43"):
+        raise ValueError("out of range")
+    return value.quantize(Decimal("0.1"))
+
+
+class BoardingForm(FlaskForm):
+    code = StringField(
+        _l("Boarding code"),
+        description=_l("Scan the QR code on the worker's phone, or type the code."),
+        validators=[DataRequired(REQUIRED), Length(max=40)],
+    )
+    temperature = StringField(
+        _l("Temperature (°C)"), validators=[DataRequired(REQUIRED), Length(max=10)]
+    )
+
+    def validate_temperature(self, field) -> None:
+        try:
+            field.celsius = parse_celsius(field.data)
+        except ValueError:
+            raise ValidationError(
+                _l("A body temperature between 34 and 43 °C, for example 36.8.")
+            ) from None
+
+
+class HandoverForm(FlaskForm):
+    received = IntegerField(
+        _l("Workers received"),
+        validators=[InputRequired(REQUIRED), NumberRange(0, 10000, MESSAGES["handover.count"])],
+    )
+    representative_name = StringField(
+        _l("Received by (name)"), validators=[DataRequired(REQUIRED), Length(max=50)]
+    )
+    note = TextAreaField(
+        _l("Note (required when the count differs)"), validators=[Optional(), Length(max=1000)]
     )

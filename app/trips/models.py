@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Date,
     ForeignKey,
     Index,
+    Numeric,
     String,
     Table,
     Text,
@@ -89,6 +91,8 @@ class Trip(db.Model):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_at: Mapped[datetime | None]
+    departed_at: Mapped[datetime | None]
+    arrived_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
     cancel_reason: Mapped[str | None] = mapped_column(Text)
 
@@ -178,6 +182,11 @@ class SeatAssignment(db.Model):
     manual: Mapped[bool] = mapped_column(default=False)
     assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
     assigned_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # At the vehicle door: boarded, no_show, or isolated (fever: not boarded).
+    boarding: Mapped[str | None] = mapped_column(String(10))
+    boarded_at: Mapped[datetime | None]
+    temperature: Mapped[Decimal | None] = mapped_column(Numeric(3, 1))
+    boarding_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     trip: Mapped[Trip] = relationship()
     entry: Mapped[RosterEntry] = relationship()
@@ -188,4 +197,36 @@ class SeatAssignment(db.Model):
         UniqueConstraint(
             "roster_entry_id", "travel_date", "leg", name="uq_seat_assignments_entry_day_leg"
         ),
+        CheckConstraint(
+            "boarding IS NULL OR boarding IN ('boarded', 'no_show', 'isolated')",
+            name="boarding_known",
+        ),
+    )
+
+
+class Handover(db.Model):
+    """An employer's representative confirms how many of a request's workers a trip brought
+    to the site (出家门、上车门、到厂门: the last door). One per trip and request."""
+
+    __tablename__ = "handovers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trip_id: Mapped[int] = mapped_column(ForeignKey("trips.id", ondelete="CASCADE"))
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("transport_requests.id", ondelete="RESTRICT")
+    )
+    expected: Mapped[int]  # boarded on this trip
+    received: Mapped[int]
+    representative_name: Mapped[str] = mapped_column(String(50))
+    note: Mapped[str | None] = mapped_column(Text)
+    confirmed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    trip: Mapped[Trip] = relationship()
+    request: Mapped[TransportRequest] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("trip_id", "request_id", name="uq_handovers_trip_request"),
+        CheckConstraint("received >= 0 AND expected >= 0", name="counts_positive"),
+        CheckConstraint("received = expected OR note IS NOT NULL", name="discrepancy_noted"),
     )

@@ -10,10 +10,13 @@ trip, then its requests by id — so two operations never wait on each other in 
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from flask import current_app
 from flask_babel import force_locale, format_date, format_datetime, format_time
@@ -28,16 +31,19 @@ from app.core.clock import utcnow
 from app.core.errors import DomainError
 from app.core.pii import vault
 from app.core.services import record_audit
+from app.demand import services as demand
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
 from app.extensions import db
 from app.fleet.models import Driver, Vehicle
 from app.health import services as health
+from app.health.rules import evaluate_temperature
 from app.notify.models import Channel
 from app.notify.services import Outgoing, drop_pending, link, notify_many, notify_users
 from app.trips import allocation
 from app.trips.models import (
     RUNNING_STATUSES,
     SEATING_STATUSES,
+    Handover,
     SeatAssignment,
     Trip,
     TripLoad,
@@ -525,7 +531,9 @@ def _give(
             for entry_id, label in seats.items()
         ],
     )
-    _mark_entries(list(seats), EntryStatus.SEATED)
+    # A worker already through an earlier leg's door stays "boarded".
+    _mark_entries(list(seats), EntryStatus.SEATED, only_from=[EntryStatus.CLEARED])
+    _give_booking_codes(list(seats))
     trip.seats_version += 1
     if trip.status == TripStatus.PLANNED:
         trip.status = TripStatus.OPEN.value
@@ -536,13 +544,14 @@ def _give(
         _tell_seats(trip, given, "given")
 
 
-def _mark_entries(entry_ids: list[int], status: EntryStatus) -> None:
+def _mark_entries(
+    entry_ids: list[int], status: EntryStatus, only_from: Sequence[EntryStatus] | None = None
+) -> None:
     for start in range(0, len(entry_ids), 5000):
-        db.session.execute(
-            update(RosterEntry)
-            .where(RosterEntry.id.in_(entry_ids[start : start + 5000]))
-            .values(status=status.value)
-        )
+        query = update(RosterEntry).where(RosterEntry.id.in_(entry_ids[start : start + 5000]))
+        if only_from is not None:
+            query = query.where(RosterEntry.status.in_([s.value for s in only_from]))
+        db.session.execute(query.values(status=status.value))
 
 
 def _update_requests(request_ids: Iterable[int]) -> None:
@@ -790,6 +799,21 @@ def itinerary(entry_id: int) -> list[SeatAssignment]:
     )
 
 
+def trips_of_request(request_id: int) -> list[tuple[Trip, int]]:
+    """The trips carrying a request's workers (not cancelled), with how many of them each."""
+    return [
+        (trip, count)
+        for trip, count in db.session.execute(
+            select(Trip, func.count(SeatAssignment.id))
+            .join(SeatAssignment, SeatAssignment.trip_id == Trip.id)
+            .join(RosterEntry, SeatAssignment.roster_entry_id == RosterEntry.id)
+            .where(RosterEntry.request_id == request_id, Trip.status != TripStatus.CANCELLED)
+            .group_by(Trip.id)
+            .order_by(Trip.departs_at)
+        ).all()
+    ]
+
+
 def seats_of_entries(entry_ids: list[int]) -> dict[int, list[tuple[Trip, str]]]:
     """Per roster entry: its trips and seats (as printed on a ticket), in travel order."""
     rows = db.session.execute(
@@ -905,3 +929,399 @@ def safe_integrity(operation):
             return operation()
     except IntegrityError as error:
         raise DomainError("seat.conflict") from error
+
+
+# --- booking codes -------------------------------------------------------------------------
+
+# Crockford's base 32: no I, L, O or U, so a code read out on the phone is not misheard.
+BOOKING_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+BOOKING_CODE_LENGTH = 10  # 50 random bits
+_READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
+
+
+def new_booking_code() -> str:
+    return "".join(secrets.choice(BOOKING_ALPHABET) for _ in range(BOOKING_CODE_LENGTH))
+
+
+def normalize_booking_code(text: str | None) -> str | None:
+    """The code as stored, from what a person typed or a scanner read ("abcde-fghjk",
+    with spaces, O for 0); None when it cannot be a booking code."""
+    code = "".join((text or "").upper().split()).replace("-", "").translate(_READ_AS)
+    if len(code) != BOOKING_CODE_LENGTH or any(c not in BOOKING_ALPHABET for c in code):
+        return None
+    return code
+
+
+def shown_booking_code(code: str | None) -> str:
+    return f"{code[:5]}-{code[5:]}" if code else ""
+
+
+def _give_booking_codes(entry_ids: list[int]) -> None:
+    missing = db.session.scalars(
+        select(RosterEntry.id).where(
+            RosterEntry.id.in_(entry_ids), RosterEntry.booking_code.is_(None)
+        )
+    ).all()
+    if missing:
+        db.session.execute(  # ORM bulk UPDATE by primary key: one executemany
+            update(RosterEntry),
+            [{"id": eid, "booking_code": new_booking_code()} for eid in missing],
+        )
+
+
+def find_booking(code_text: str | None, last4: str | None) -> RosterEntry | None:
+    """The worker's place for a booking code and the last four digits of their mobile, or
+    None — the same answer, after the same work, whether the code or the digits are wrong."""
+    code = normalize_booking_code(code_text)
+    entry = (
+        db.session.scalar(select(RosterEntry).where(RosterEntry.booking_code == code))
+        if code
+        else None
+    )
+    expected = entry.worker.phone_last4 if entry is not None else "\0\0\0\0"
+    matches = hmac.compare_digest(expected.encode(), (last4 or "").strip().encode())
+    return entry if entry is not None and matches else None
+
+
+# --- at the vehicle door -------------------------------------------------------------------
+
+
+BOARDING_VERDICTS = (
+    "boarded",
+    "already_boarded",
+    "wrong_trip",
+    "not_seated",
+    "unknown_code",
+    "health_blocked",
+    "fever",
+    "no_show",
+)
+
+
+@dataclass
+class BoardingVerdict:
+    code: str  # one of BOARDING_VERDICTS
+    name: str | None = None
+    seat: str | None = None
+    their_trip: Trip | None = None
+    reasons: tuple[str, ...] = ()  # health reason codes, for "health_blocked"
+
+
+def board(trip_id: int, code_text: str, celsius: Decimal, actor: User) -> BoardingVerdict:
+    """A scanned or typed boarding pass and a temperature: boarded, or why not. A repeated
+    scan records nothing twice."""
+    trip = lock_trip(trip_id)
+    if trip.status != TripStatus.LOCKED:
+        raise DomainError("boarding.not_open")
+    code = normalize_booking_code(code_text)
+    entry = (
+        db.session.scalar(select(RosterEntry).where(RosterEntry.booking_code == code))
+        if code
+        else None
+    )
+    if entry is None:
+        return BoardingVerdict("unknown_code")
+    name = entry.worker.name
+    seat = _assignment(trip, entry.id)
+    if seat is None:
+        other = db.session.scalar(
+            select(Trip)
+            .join(SeatAssignment)
+            .where(
+                SeatAssignment.roster_entry_id == entry.id,
+                Trip.status.in_([s.value for s in RUNNING_STATUSES]),
+            )
+            .order_by(Trip.departs_at)
+            .limit(1)
+        )
+        return BoardingVerdict("wrong_trip" if other else "not_seated", name, their_trip=other)
+    shown = _seat_text(trip, seat.seat_label)
+    if seat.boarding == "boarded":
+        return BoardingVerdict("already_boarded", name, shown)
+    if seat.boarding == "isolated":
+        return BoardingVerdict("fever", name, shown)
+    if trip.connects_from_id is None:  # the health certificate, judged at the door
+        checker = health.Checker(trip.health_freshness_hours)
+        certificate = health.current_certificates([entry.worker_id]).get(entry.worker_id)
+        verdict = checker.verdict(entry.worker, certificate, trip.departs_at)
+        overridden = set((entry.override_reasons or "").split(",")) - {""}
+        if not set(verdict.reasons) <= overridden:
+            record_audit("boarding.health_blocked", seat, actor, trip_id=trip.id)
+            return BoardingVerdict("health_blocked", name, shown, reasons=verdict.reasons)
+    fever = "fever" in evaluate_temperature(celsius, health.policy()).reasons
+    seat.boarding = "isolated" if fever else "boarded"
+    seat.boarded_at, seat.temperature, seat.boarding_by_id = utcnow(), celsius, actor.id
+    if fever:
+        entry.status, entry.block_reason = EntryStatus.NO_SHOW.value, "fever"
+    elif entry.status == EntryStatus.SEATED:
+        entry.status = EntryStatus.BOARDED.value
+    db.session.flush()
+    record_audit(f"boarding.{seat.boarding}", seat, actor, trip_id=trip.id)
+    if fever:
+        _tell_staff_of_fever(trip, entry, celsius)
+        return BoardingVerdict("fever", name, shown)
+    return BoardingVerdict("boarded", name, shown)
+
+
+def _tell_staff_of_fever(trip: Trip, entry: RosterEntry, celsius: Decimal) -> None:
+    request = entry.request
+    notify_users(
+        f"boarding.fever:{trip.id}:{entry.id}",
+        [
+            *organization_users(request.organization_id),
+            *region_coordinators(trip.origin_region_code, trip.destination_region_code),
+        ],
+        "worker_fever",
+        {
+            "name": entry.worker.name,
+            "trip": trip.reference,
+            "reference": request.reference,
+            "celsius": str(celsius),
+            "place": trip.origin_point,
+            "url": link(f"/requests/{request.id}"),
+        },
+    )
+
+
+def mark_no_show(trip_id: int, entry_id: int, actor: User) -> None:
+    trip = lock_trip(trip_id)
+    if trip.status != TripStatus.LOCKED:
+        raise DomainError("boarding.not_open")
+    seat = _assignment(trip, entry_id)
+    if seat is None:
+        raise DomainError("seat.not_seated")
+    if seat.boarding is not None:
+        raise DomainError("boarding.already_recorded")
+    seat.boarding, seat.boarding_by_id = "no_show", actor.id
+    entry = seat.entry
+    entry.status = EntryStatus.NO_SHOW.value
+    db.session.flush()
+    record_audit("boarding.no_show", seat, actor, trip_id=trip.id)
+
+
+def boarding_counts(trip_id: int) -> dict[str, int]:
+    """Seated, and of them boarded / no-show (isolated counted apart) / still expected."""
+    rows = db.session.execute(
+        select(SeatAssignment.boarding, func.count())
+        .where(SeatAssignment.trip_id == trip_id)
+        .group_by(SeatAssignment.boarding)
+    ).all()
+    counts = {state or "waiting": n for state, n in rows}
+    return {
+        "seated": sum(counts.values()),
+        "boarded": counts.get("boarded", 0),
+        "no_show": counts.get("no_show", 0),
+        "isolated": counts.get("isolated", 0),
+        "waiting": counts.get("waiting", 0),
+    }
+
+
+def depart(trip_id: int, actor: User) -> None:
+    """Nobody is lost: the trip leaves only when every seated worker is boarded or marked
+    no-show (or isolated). Employers hear their workers are on the way."""
+    trip = lock_trip(trip_id)
+    if trip.status != TripStatus.LOCKED:
+        raise DomainError("trip.cannot_depart")
+    if boarding_counts(trip.id)["waiting"]:
+        raise DomainError("trip.unaccounted")
+    trip.status, trip.departed_at = TripStatus.DEPARTED.value, utcnow()
+    db.session.flush()
+    record_audit("trip.departed", trip, actor)
+    _tell_employers(trip, "trip_departed")
+
+
+def arrive(trip_id: int, actor: User) -> None:
+    trip = lock_trip(trip_id)
+    if trip.status != TripStatus.DEPARTED:
+        raise DomainError("trip.cannot_arrive")
+    trip.status, trip.arrived_at = TripStatus.ARRIVED.value, utcnow()
+    db.session.flush()
+    record_audit("trip.arrived", trip, actor)
+    _tell_employers(trip, "trip_arrived")
+    if not handover_due(trip):  # everyone rides on: nothing to hand over here
+        trip.status = TripStatus.CLOSED.value
+
+
+def _boarded_by_request(trip: Trip) -> dict[int, list[SeatAssignment]]:
+    seats: dict[int, list[SeatAssignment]] = defaultdict(list)
+    for seat in assignments(trip.id, with_workers=True):
+        if seat.boarding == "boarded":
+            seats[seat.entry.request_id].append(seat)
+    return seats
+
+
+def _rides_on(trip: Trip) -> set[int]:
+    """Entries with a seat on a leg this trip feeds."""
+    return set(
+        db.session.scalars(
+            select(SeatAssignment.roster_entry_id)
+            .join(Trip)
+            .where(Trip.connects_from_id == trip.id, Trip.status != TripStatus.CANCELLED)
+        )
+    )
+
+
+def handover_due(trip: Trip) -> dict[int, int]:
+    """Per request: workers this trip brings to their final stop (boarded here, no onward
+    leg) whose handover is not confirmed yet."""
+    onward = _rides_on(trip)
+    done = set(db.session.scalars(select(Handover.request_id).where(Handover.trip_id == trip.id)))
+    due = {}
+    for request_id, seats in _boarded_by_request(trip).items():
+        final = [s for s in seats if s.roster_entry_id not in onward]
+        if final and request_id not in done:
+            due[request_id] = len(final)
+    return due
+
+
+def _tell_employers(trip: Trip, template: str) -> None:
+    onward = _rides_on(trip)
+    for request_id, seats in _boarded_by_request(trip).items():
+        request = seats[0].entry.request
+        final = sum(1 for s in seats if s.roster_entry_id not in onward)
+        notify_users(
+            f"{template}:{trip.id}:{request_id}",
+            organization_users(request.organization_id),
+            template,
+            {
+                "trip": trip.reference,
+                "reference": request.reference,
+                "vehicle": vehicle_text(trip),
+                "workers": len(seats),
+                "final": final,
+                "destination": trip.destination_point,
+                "url": link(f"/requests/{request_id}/handover/{trip.id}"),
+            },
+        )
+
+
+def confirm_handover(
+    trip_id: int, request_id: int, received: int, representative: str, note: str, actor: User
+) -> Handover:
+    """The employer's representative signs for the workers received; a count that differs
+    needs a note. Confirmed once: a second submission is refused, nothing recorded twice."""
+    trip = lock_trip(trip_id)
+    if trip.status not in (TripStatus.ARRIVED, TripStatus.CLOSED):
+        raise DomainError("handover.not_arrived")
+    request = _lock_requests([request_id])[0]
+    if db.session.scalar(
+        select(Handover.id).where(Handover.trip_id == trip.id, Handover.request_id == request_id)
+    ):
+        raise DomainError("handover.done")
+    due = handover_due(trip)
+    if request_id not in due:
+        raise DomainError("handover.nothing_due")
+    if received < 0:
+        raise DomainError("handover.count", "received")
+    if not representative.strip():
+        raise DomainError("handover.representative_missing", "representative_name")
+    if received != due[request_id] and not note.strip():
+        raise DomainError("handover.note_needed", "note")
+    handover = Handover(
+        trip_id=trip.id,
+        request_id=request_id,
+        expected=due[request_id],
+        received=received,
+        representative_name=representative.strip(),
+        note=note.strip() or None,
+        confirmed_by_id=actor.id,
+    )
+    db.session.add(handover)
+    onward = _rides_on(trip)
+    arrived = [
+        s.roster_entry_id
+        for s in _boarded_by_request(trip).get(request_id, [])
+        if s.roster_entry_id not in onward
+    ]
+    _mark_entries(arrived, EntryStatus.ARRIVED, only_from=[EntryStatus.BOARDED])
+    db.session.flush()
+    record_audit(
+        "trip.handover",
+        trip,
+        actor,
+        request_id=request_id,
+        expected=handover.expected,
+        received=received,
+    )
+    _complete_if_done(request)
+    if not handover_due(trip):
+        trip.status = TripStatus.CLOSED.value
+        db.session.flush()
+    return handover
+
+
+def _complete_if_done(request: TransportRequest) -> None:
+    """A request is completed when each of its workers arrived, did not show or withdrew."""
+    open_entries = db.session.scalar(
+        select(func.count()).where(
+            RosterEntry.request_id == request.id,
+            RosterEntry.status.not_in(
+                [EntryStatus.ARRIVED, EntryStatus.NO_SHOW, EntryStatus.WITHDRAWN]
+            ),
+        )
+    )
+    if not open_entries and request.status in (RequestStatus.APPROVED, RequestStatus.SCHEDULED):
+        request.status = RequestStatus.COMPLETED.value
+        db.session.flush()
+        record_audit("request.completed", request, None)
+
+
+# --- withdrawals and cancelled requests ------------------------------------------------------
+
+
+def _free_seats_of(entry_ids: set[int]) -> None:
+    """Before a worker or a request leaves: their seats on trips not yet gone are freed (a
+    worker already through a vehicle door cannot withdraw)."""
+    seats = db.session.scalars(
+        select(SeatAssignment).join(Trip).where(SeatAssignment.roster_entry_id.in_(entry_ids))
+    ).all()
+    live = [s for s in seats if s.trip.status != TripStatus.CANCELLED]
+    if any(s.trip.status not in SEATING_STATUSES or s.boarding for s in live):
+        raise DomainError("entry.cannot_withdraw")
+    trips = {s.trip_id: s.trip for s in live}
+    for trip_id in sorted(trips):
+        lock_trip(trip_id)
+    if live:  # their reminders are taken back with the seats
+        _free(list(trips.values()), entry_ids)
+
+
+def withdraw_from_travel(entry_id: int, actor: User | None) -> None:
+    """A worker will not travel: withdrawn by the employer (``actor``) or by whoever holds the
+    worker's link ("I can't go", ``actor`` None). Seats are freed, the place on the request
+    too; the coordinators (and, when the worker withdrew, the employer) are told."""
+    entry = db.session.get(RosterEntry, entry_id)
+    if entry is None:
+        raise DomainError("entry.cannot_withdraw")
+    _lock_requests([entry.request_id])
+    db.session.refresh(entry)
+    had_seat = entry.status == EntryStatus.SEATED
+    _free_seats_of({entry.id})
+    db.session.refresh(entry)
+    demand.withdraw_entry(entry, actor)
+    request = entry.request
+    told = (
+        region_coordinators(request.origin_region_code, request.destination_region_code)
+        if had_seat
+        else []
+    )
+    if actor is None:
+        told = [*organization_users(request.organization_id), *told]
+    notify_users(
+        f"entry.withdrawn:{entry.id}",
+        told,
+        "worker_withdrew",
+        {
+            "name": entry.worker.name,
+            "reference": request.reference,
+            "by_worker": actor is None,
+            "url": link(f"/requests/{request.id}"),
+        },
+    )
+
+
+def cancel_request_travel(request_id: int, actor: User) -> None:
+    """The employer cancels a request: its workers' seats are freed first."""
+    request = _lock_requests([request_id])[0]
+    _free_seats_of({entry.id for entry in request.entries})
+    db.session.refresh(request)
+    demand.cancel_request(request, actor)

@@ -4,8 +4,8 @@ import contextlib
 from datetime import date
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import format_datetime, ngettext
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
@@ -20,11 +20,14 @@ from app.fleet.models import Driver, Vehicle
 from app.health import services as health
 from app.trips import allocation, exports, services
 from app.trips.forms import (
+    BOARDING_MESSAGES,
     MESSAGES,
     TRIP_STATUS_NAMES,
     UNPLACED_NAMES,
     BlockSeatsForm,
+    BoardingForm,
     CancelTripForm,
+    HandoverForm,
     LegForm,
     PlanForm,
     SeatChangeForm,
@@ -32,7 +35,7 @@ from app.trips.forms import (
     local_moment,
     message_for,
 )
-from app.trips.models import SEATING_STATUSES, SeatAssignment, Trip
+from app.trips.models import SEATING_STATUSES, Handover, SeatAssignment, Trip, TripStatus
 
 bp = Blueprint("trips", __name__, template_folder="templates")
 
@@ -475,6 +478,137 @@ def block_seats(trip_id: int):
             _("Blocked seats saved."),
         )
     return redirect(url_for("trips.seats", trip_id=trip_id))
+
+
+# --- at the vehicle door --------------------------------------------------------------------
+
+
+@bp.route("/trips/<int:trip_id>/boarding", methods=["GET", "POST"])
+@roles_required(Role.COORDINATOR)
+def boarding(trip_id: int):
+    trip = get_visible_or_404(Trip, trip_id)
+    form = BoardingForm()
+    verdict = None
+    status = 200
+    if form.validate_on_submit():
+        try:
+            verdict = services.board(
+                trip_id, form.code.data, form.temperature.celsius, current_user
+            )
+        except DomainError as error:
+            db.session.rollback()
+            flash(message_for(error.code), "error")
+        else:
+            db.session.commit()
+            form = BoardingForm(formdata=None)  # ready for the next scan
+    elif request.method == "POST":
+        status = 422
+    return _boarding_page(trip, form, verdict, status)
+
+
+def _boarding_page(trip: Trip, form: BoardingForm, verdict, status: int = 200):
+    db.session.refresh(trip)
+    waiting = [
+        (a, e)
+        for a, e in services.seat_holders(trip.id)
+        if a.boarding is None and trip.status == TripStatus.LOCKED
+    ]
+    return (
+        render_template(
+            "trips/boarding.html",
+            trip=trip,
+            form=form,
+            verdict=verdict,
+            verdict_text=_verdict_text(verdict) if verdict else None,
+            counts=services.boarding_counts(trip.id),
+            waiting=waiting,
+            seat_text=lambda label: trip.vehicle.seat_map.seat(label).display,
+            action_form=FlaskForm(),
+        ),
+        status,
+    )
+
+
+def _verdict_text(verdict: services.BoardingVerdict) -> str:
+    other = verdict.their_trip
+    return str(BOARDING_MESSAGES[verdict.code]) % {
+        "seat": verdict.seat or "",
+        "trip": other.reference if other else "",
+        "vehicle": other.vehicle.identifier if other else "",
+        "when": format_datetime(other.departs_at, "short") if other else "",
+    }
+
+
+@bp.post("/trips/<int:trip_id>/boarding/<int:entry_id>/no-show")
+@roles_required(Role.COORDINATOR)
+def no_show(trip_id: int, entry_id: int):
+    get_visible_or_404(Trip, trip_id)
+    if FlaskForm().validate_on_submit():
+        _run(
+            lambda: services.mark_no_show(trip_id, entry_id, current_user),
+            _("Marked as not showing up."),
+        )
+    return redirect(url_for("trips.boarding", trip_id=trip_id))
+
+
+@bp.post("/trips/<int:trip_id>/<any(depart, arrive):action>")
+@roles_required(Role.COORDINATOR)
+def move_trip(trip_id: int, action: str):
+    get_visible_or_404(Trip, trip_id)
+    if FlaskForm().validate_on_submit():
+        if action == "depart":
+            _run(lambda: services.depart(trip_id, current_user), _("The trip has left."))
+        else:
+            _run(
+                lambda: services.arrive(trip_id, current_user),
+                _("The trip has arrived; the employers are asked to the handover."),
+            )
+    return redirect(url_for("trips.trip_detail", trip_id=trip_id))
+
+
+@bp.route("/requests/<int:request_id>/handover/<int:trip_id>", methods=["GET", "POST"])
+@roles_required(Role.EMPLOYER, Role.COORDINATOR)
+def handover(request_id: int, trip_id: int):
+    transport_request = get_visible_or_404(TransportRequest, request_id)
+    trip = db.session.get(Trip, trip_id)
+    riders = (
+        [(a, e) for a, e in services.seat_holders(trip.id) if e.request_id == request_id]
+        if trip
+        else []
+    )
+    if not riders:
+        abort(404)
+    form = HandoverForm()
+    if form.validate_on_submit():
+        try:
+            services.confirm_handover(
+                trip_id,
+                request_id,
+                form.received.data,
+                form.representative_name.data,
+                form.note.data or "",
+                current_user,
+            )
+        except DomainError as error:
+            db.session.rollback()
+            show_domain_error(form, error, MESSAGES)
+        else:
+            db.session.commit()
+            flash(_("Handover confirmed."), "success")
+            return redirect(url_for("trips.handover", request_id=request_id, trip_id=trip_id))
+    confirmed = db.session.scalar(
+        select(Handover).where(Handover.trip_id == trip_id, Handover.request_id == request_id)
+    )
+    return render_template(
+        "trips/handover.html",
+        trip=trip,
+        transport_request=transport_request,
+        riders=riders,
+        due=services.handover_due(trip).get(request_id),
+        confirmed=confirmed,
+        form=form,
+        seat_text=lambda label: trip.vehicle.seat_map.seat(label).display,
+    )
 
 
 # --- manifests -----------------------------------------------------------------------------

@@ -1,0 +1,202 @@
+"""At the vehicle door and at the site gate: boarding verdicts, no-shows, departure only with
+everyone accounted for, arrival and the employer's handover completing a request."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from app.core.models import AuditEntry
+from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
+from app.extensions import db
+from app.notify.models import Notification
+from app.trips import services as trips
+from app.trips.forms import BOARDING_MESSAGES, MESSAGES
+from app.trips.models import Handover, SeatAssignment, Trip, TripStatus
+from tests import scenario
+from tests.conftest import submit
+from tests.test_trips import issuer_key, make_trip, three_employers  # noqa: F401 - fixtures
+
+
+def text(app, message, **values) -> str:
+    """A message as the page shows it (Chinese, HTML-escaped apostrophes aside)."""
+    with app.test_request_context():
+        return str(message) % values if values else str(message)
+
+
+def locked_trip(app, people, ids) -> int:
+    trip_id = make_trip(app, people, ids)
+    with app.app_context():
+        coordinator = db.session.get(scenario.User, people.coordinator_id)
+        trips.lock_manifest(trip_id, coordinator)
+        db.session.commit()
+    return trip_id
+
+
+def code_of(app, trip_id: int, n: int = 0) -> tuple[int, str]:
+    with app.app_context():
+        seat = db.session.scalars(
+            select(SeatAssignment)
+            .where(SeatAssignment.trip_id == trip_id)
+            .order_by(SeatAssignment.id)
+        ).all()[n]
+        return seat.roster_entry_id, seat.entry.booking_code
+
+
+def scan(client, trip_id: int, code: str, temperature: str = "36.6"):
+    url = f"/trips/{trip_id}/boarding"
+    return submit(client, url, {"code": code, "temperature": temperature})
+
+
+def test_boarding_verdicts(app, people, client_as, three_employers):  # noqa: F811
+    trip_id = locked_trip(app, people, three_employers)
+    coordinator = client_as("coordinator")
+    entry_id, code = code_of(app, trip_id)
+    assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{10}", code)
+
+    # Typed in lower case with a dash: boarded, and the seat is said.
+    first = scan(coordinator, trip_id, f"{code[:5].lower()}-{code[5:]}")
+    html = first.get_data(as_text=True)
+    with app.app_context():
+        seat = db.session.scalar(
+            select(SeatAssignment).where(SeatAssignment.roster_entry_id == entry_id)
+        )
+        shown = seat.trip.vehicle.seat_map.seat(seat.seat_label).display
+        assert seat.boarding == "boarded"
+        assert str(seat.temperature) == "36.6"
+        assert db.session.get(RosterEntry, entry_id).status == EntryStatus.BOARDED
+    assert text(app, BOARDING_MESSAGES["boarded"], seat=shown) in html
+
+    # The same scan again: said so, nothing recorded twice.
+    again = scan(coordinator, trip_id, code).get_data(as_text=True)
+    assert text(app, BOARDING_MESSAGES["already_boarded"], seat=shown) in again
+    with app.app_context():
+        boarded = db.session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "boarding.boarded")
+        ).all()
+        assert len(boarded) == 1
+
+    # 37,5 with a comma is a reading: fever, not boarded, employer and coordinator told.
+    fever_entry, fever_code = code_of(app, trip_id, 1)
+    fever = scan(coordinator, trip_id, fever_code, "37,5").get_data(as_text=True)
+    assert text(app, BOARDING_MESSAGES["fever"]) in fever
+    with app.app_context():
+        entry = db.session.get(RosterEntry, fever_entry)
+        assert (entry.status, entry.block_reason) == (EntryStatus.NO_SHOW, "fever")
+        told = db.session.scalars(
+            select(Notification.user_id).where(Notification.template == "worker_fever")
+        ).all()
+        assert people.coordinator_id in told
+        assert people.employer_a_id in told or people.employer_b_id in told
+
+    # Unknown code, a temperature out of range: clear answers, nothing recorded.
+    unknown = scan(coordinator, trip_id, "ZZZZZZZZZZ").get_data(as_text=True)
+    assert text(app, BOARDING_MESSAGES["unknown_code"]) in unknown
+    out_of_range = scan(coordinator, trip_id, code_of(app, trip_id, 2)[1], "33")
+    assert out_of_range.status_code == 422
+    with app.app_context():
+        assert (
+            db.session.scalar(
+                select(SeatAssignment.boarding).where(
+                    SeatAssignment.roster_entry_id == code_of(app, trip_id, 2)[0]
+                )
+            )
+            is None
+        )
+
+
+def test_wrong_vehicle_says_which_trip_is_theirs(app, people, client_as, three_employers):  # noqa: F811
+    first = locked_trip(app, people, three_employers)
+    entry_id, code = code_of(app, first)
+    with app.app_context():
+        coordinator = db.session.get(scenario.User, people.coordinator_id)
+        trips.unseat(first, entry_id, None, coordinator)
+        request_id = db.session.get(RosterEntry, entry_id).request_id
+        trip = db.session.get(Trip, first)
+        leg = trips.Leg(
+            "500235",
+            "云阳汽车站",
+            None,
+            "370100",
+            "济南",
+            None,
+            trip.departs_at + trips.timedelta(hours=1),
+            trip.arrives_at + trips.timedelta(hours=1),
+        )
+        second = trips.create_trip(
+            db.session.get(scenario.Vehicle, three_employers["small"]),
+            leg,
+            coordinator,
+            {request_id: 1},
+        )
+        trips.allocate_seats(second.id, coordinator)
+        db.session.commit()
+        reference = second.reference
+    html = scan(client_as("coordinator"), first, code).get_data(as_text=True)
+    assert reference in html
+    assert "渝F54321" in html
+
+
+def test_departure_needs_everyone_accounted_for_then_handover_completes(
+    app,
+    people,
+    client_as,
+    three_employers,  # noqa: F811
+):
+    trip_id = locked_trip(app, people, three_employers)
+    coordinator = client_as("coordinator")
+    with app.app_context():
+        seats = db.session.scalars(
+            select(SeatAssignment).where(SeatAssignment.trip_id == trip_id)
+        ).all()
+        codes = [(s.roster_entry_id, s.entry.booking_code, s.entry.request_id) for s in seats]
+    absent = codes[-1]
+    for _entry_id, code, _request in codes[:-1]:
+        scan(coordinator, trip_id, code)
+    refused = submit(coordinator, f"/trips/{trip_id}/depart", form_url=f"/trips/{trip_id}/boarding")
+    assert refused.status_code == 302
+    with app.app_context():
+        assert db.session.get(Trip, trip_id).status == TripStatus.LOCKED
+    page = coordinator.get(f"/trips/{trip_id}/boarding").get_data(as_text=True)
+    assert "工人" in page  # the one not yet here is listed
+    submit(
+        coordinator,
+        f"/trips/{trip_id}/boarding/{absent[0]}/no-show",
+        form_url=f"/trips/{trip_id}/boarding",
+    )
+    departed = submit(
+        coordinator, f"/trips/{trip_id}/depart", form_url=f"/trips/{trip_id}/boarding"
+    )
+    assert departed.status_code == 302
+    arrived = submit(coordinator, f"/trips/{trip_id}/arrive", form_url=f"/trips/{trip_id}")
+    assert arrived.status_code == 302
+    with app.app_context():
+        trip = db.session.get(Trip, trip_id)
+        assert trip.status == TripStatus.ARRIVED
+        assert db.session.scalars(
+            select(Notification).where(Notification.template == "trip_arrived")
+        ).first()
+
+    # Employer A's first request: all of its workers boarded here.
+    employer = client_as("employer")
+    request_id = three_employers["requests"][0]
+    with app.app_context():
+        expected = sum(1 for _e, _c, r in codes[:-1] if r == request_id)
+    url = f"/requests/{request_id}/handover/{trip_id}"
+    short = submit(employer, url, {"received": str(expected - 1), "representative_name": "赵经理"})
+    assert short.status_code == 200
+    assert text(app, MESSAGES["handover.note_needed"]) in short.get_data(as_text=True)
+    done = submit(employer, url, {"received": str(expected), "representative_name": "赵经理"})
+    assert done.status_code == 302
+    twice = submit(employer, url, {"received": str(expected), "representative_name": "赵经理"})
+    assert text(app, MESSAGES["handover.done"]) in twice.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count()).select_from(Handover)) == 1
+        request = db.session.get(TransportRequest, request_id)
+        assert request.status == RequestStatus.COMPLETED
+        statuses = {e.status for e in request.entries}
+        assert statuses <= {EntryStatus.ARRIVED, EntryStatus.NO_SHOW}
+    # Another organization's request: not found, like a missing one.
+    other = client_as("employer_b").get(url)
+    assert other.status_code == 404
