@@ -93,6 +93,8 @@ def test_boarding_verdicts(app, people, client_as, three_employers):  # noqa: F8
     # Unknown code, a temperature out of range: clear answers, nothing recorded.
     unknown = scan(coordinator, trip_id, "ZZZZZZZZZZ").get_data(as_text=True)
     assert text(app, BOARDING_MESSAGES["unknown_code"]) in unknown
+    wrong_shape = scan(coordinator, trip_id, "12345").get_data(as_text=True)
+    assert text(app, BOARDING_MESSAGES["bad_code"]) in wrong_shape
     out_of_range = scan(coordinator, trip_id, code_of(app, trip_id, 2)[1], "33")
     assert out_of_range.status_code == 422
     with app.app_context():

@@ -216,6 +216,9 @@ BOARDING_MESSAGES = {
     "already_boarded": _l("Already boarded (seat %(seat)s). Nothing recorded again."),
     "wrong_trip": _l("Wrong vehicle: this worker's trip is %(trip)s (%(vehicle)s, %(when)s)."),
     "not_seated": _l("This worker has no seat on any trip."),
+    "bad_code": _l(
+        "This is not a boarding code: it has 10 letters and digits, for example ABCDE-FGHJK."
+    ),
     "unknown_code": _l("No worker has this boarding code."),
     "health_blocked": _l("Do not board: the health certificate does not clear this worker."),
     "fever": _l(

@@ -991,10 +991,10 @@ BOARDING_VERDICTS = (
     "already_boarded",
     "wrong_trip",
     "not_seated",
+    "bad_code",
     "unknown_code",
     "health_blocked",
     "fever",
-    "no_show",
 )
 
 
@@ -1014,11 +1014,9 @@ def board(trip_id: int, code_text: str, celsius: Decimal, actor: User) -> Boardi
     if trip.status != TripStatus.LOCKED:
         raise DomainError("boarding.not_open")
     code = normalize_booking_code(code_text)
-    entry = (
-        db.session.scalar(select(RosterEntry).where(RosterEntry.booking_code == code))
-        if code
-        else None
-    )
+    if code is None:
+        return BoardingVerdict("bad_code")
+    entry = db.session.scalar(select(RosterEntry).where(RosterEntry.booking_code == code))
     if entry is None:
         return BoardingVerdict("unknown_code")
     name = entry.worker.name
