@@ -6,19 +6,29 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test setup install translations migrate seed lint worker beat extract-messages clean
+.PHONY: run test setup install translations migrate seed lint worker beat extract-messages clean browser
 
 ## Set everything up on the embedded default (SQLite, jobs in-process) and serve with demo data.
 run: setup seed
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
-## The whole test suite: lint, then pytest against real PostgreSQL and Redis.
-test: install translations
+## The whole test suite: lint, then pytest against real PostgreSQL and Redis (and Debian's
+## Chromium for the browser tests).
+test: install translations browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 setup: install translations migrate
+
+## Debian's Chromium and CJK fonts for the browser tests (Playwright's own download does not
+## work here); installed once, when missing.
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q --no-install-recommends chromium fonts-noto-cjk >/dev/null \
+	  || { $$SUDO apt-get update -q >/dev/null \
+	       && $$SUDO apt-get install -y -q --no-install-recommends chromium fonts-noto-cjk >/dev/null; }; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -23,7 +23,7 @@ from flask_babel import force_locale, format_date, format_datetime, format_time
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from app.accounts.models import User
 from app.accounts.services import organization_users, region_coordinators
@@ -974,7 +974,11 @@ def find_booking(code_text: str | None, last4: str | None) -> RosterEntry | None
     None — the same answer, after the same work, whether the code or the digits are wrong."""
     code = normalize_booking_code(code_text)
     entry = (
-        db.session.scalar(select(RosterEntry).where(RosterEntry.booking_code == code))
+        db.session.scalar(
+            select(RosterEntry)
+            .options(joinedload(RosterEntry.worker))  # one query, found or not
+            .where(RosterEntry.booking_code == code)
+        )
         if code
         else None
     )
@@ -1296,6 +1300,7 @@ def withdraw_from_travel(entry_id: int, actor: User | None) -> None:
     _free_seats_of({entry.id})
     db.session.refresh(entry)
     demand.withdraw_entry(entry, actor)
+    _update_requests([entry.request_id])  # the others may all be seated: scheduled again
     request = entry.request
     told = (
         region_coordinators(request.origin_region_code, request.destination_region_code)
