@@ -10,6 +10,8 @@ from sqlalchemy import select
 from app.core.models import AuditEntry
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
 from app.extensions import db
+from app.health import services as health
+from app.health.models import HealthIssuer
 from app.notify.models import Notification
 from app.trips import services as trips
 from app.trips.forms import BOARDING_MESSAGES, MESSAGES
@@ -202,3 +204,28 @@ def test_departure_needs_everyone_accounted_for_then_handover_completes(
     # Another organization's request: not found, like a missing one.
     other = client_as("employer_b").get(url)
     assert other.status_code == 404
+
+
+def test_a_certificate_that_no_longer_clears_stops_the_worker_at_the_door(
+    app,
+    people,
+    client_as,
+    three_employers,  # noqa: F811
+):
+    """The issuer is taken off the trust list after the seats were given: the pass is judged
+    again at the door, and the worker does not board."""
+    trip_id = locked_trip(app, people, three_employers)
+    entry_id, code = code_of(app, trip_id)
+    with app.app_context():
+        admin = db.session.get(scenario.User, people.admin_id)
+        issuer = db.session.scalar(select(HealthIssuer))
+        health.revoke_issuer(issuer, "密钥泄露", admin)
+        db.session.commit()
+    html = scan(client_as("coordinator"), trip_id, code).get_data(as_text=True)
+    assert text(app, BOARDING_MESSAGES["health_blocked"]) in html
+    with app.app_context():
+        seat = db.session.scalar(
+            select(SeatAssignment).where(SeatAssignment.roster_entry_id == entry_id)
+        )
+        assert seat.boarding is None
+        assert db.session.get(RosterEntry, entry_id).status == EntryStatus.SEATED
