@@ -111,6 +111,7 @@ def _init_extensions(app: Flask) -> None:
 
     # Every model module, so metadata (Alembic, create_all) knows every table.
     from app.accounts import models as _accounts_models  # noqa: F401
+    from app.api import models as _api_models  # noqa: F401
     from app.core import models as _core_models  # noqa: F401
     from app.demand import models as _demand_models  # noqa: F401
     from app.fleet import models as _fleet_models  # noqa: F401

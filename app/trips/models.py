@@ -230,3 +230,30 @@ class Handover(db.Model):
         CheckConstraint("received >= 0 AND expected >= 0", name="counts_positive"),
         CheckConstraint("received = expected OR note IS NOT NULL", name="discrepancy_noted"),
     )
+
+
+class TripCost(db.Model):
+    """What a trip cost the government (政府买单), in yuan: hire or fares, meals, tolls. Each
+    may be zero (tolls were waived) — None means "not recorded yet", which is not zero."""
+
+    __tablename__ = "trip_costs"
+
+    trip_id: Mapped[int] = mapped_column(
+        ForeignKey("trips.id", ondelete="CASCADE"), primary_key=True
+    )
+    hire: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    meals: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    tolls: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    note: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    trip: Mapped[Trip] = relationship()
+
+    __table_args__ = (
+        CheckConstraint(
+            "(hire IS NULL OR hire >= 0) AND (meals IS NULL OR meals >= 0) "
+            "AND (tolls IS NULL OR tolls >= 0)",
+            name="costs_not_negative",
+        ),
+    )
