@@ -13,6 +13,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from config import INSTANCE_PATH, load_config
 
@@ -32,6 +33,7 @@ def create_app(config: Mapping | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
 
     _init_extensions(app)
+    app.url_map.converters["int"] = DatabaseId
     _register_blueprints(app)
     _register_cli(app)
     if app.config["STARTUP_CHECKS"]:
@@ -120,6 +122,16 @@ def _init_extensions(app: Flask) -> None:
     from app.trips import models as _trips_models  # noqa: F401
 
 
+class DatabaseId(IntegerConverter):
+    """``<int:...>`` in a URL: a number a database id can be (1 to 2**31 - 1, PostgreSQL's
+    integer), so /requests/99999999999 is a 404, not an error from the database."""
+
+    def __init__(self, map, *args, **kwargs) -> None:
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def _sqlite_transactions(engine) -> None:
     """Let SQLAlchemy, not the sqlite3 module, begin transactions: otherwise a SAVEPOINT
     opens a transaction that commit() never ends, and the next writer waits on its lock
@@ -169,12 +181,15 @@ def _init_login(app: Flask, login_manager) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from app.accounts.views import bp as accounts_bp
+    from app.api.views import bp as api_bp
+    from app.api.views import tokens_bp
     from app.core.views import bp as core_bp
     from app.demand.views import bp as demand_bp
     from app.fleet.views import bp as fleet_bp
     from app.health.views import bp as health_bp
     from app.notify.views import bp as notify_bp
     from app.public.views import bp as public_bp
+    from app.reports.views import bp as reports_bp
     from app.trips.views import bp as trips_bp
 
     app.register_blueprint(core_bp)
@@ -185,6 +200,12 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(notify_bp)
     app.register_blueprint(trips_bp)
     app.register_blueprint(public_bp)
+    app.register_blueprint(reports_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(tokens_bp)
+    from app.extensions import csrf
+
+    csrf.exempt(api_bp)  # bearer tokens, never cookies: nothing for a forged form to ride on
 
 
 def _register_cli(app: Flask) -> None:

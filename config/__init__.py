@@ -46,6 +46,7 @@ class Config:
     BABEL_DEFAULT_LOCALE = "zh_CN"
     BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
     LANGUAGES = ("zh_CN", "en")
+    API_RATE_LIMIT = "300/minute"  # per token
 
     # Sign-in attempts: failed ones count against the address and the account.
     LOGIN_RATE_LIMIT_PER_IP = "20 per 5 minutes"

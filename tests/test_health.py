@@ -509,9 +509,9 @@ def test_recheck_job_blocks_a_worker_whose_pass_expires_before_departure(
         request.earliest_departure = request.earliest_departure + timedelta(days=1)
         db.session.commit()
     app.extensions["celery"].send_task("fangang.health.recheck_departing")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # a wait, not a speed test: the machine may be busy
     while entry_of(app, request_id).status != "blocked":
-        assert time.monotonic() < deadline, "the worker did not re-check within 30 s"
+        assert time.monotonic() < deadline, "the worker did not re-check within 90 s"
         time.sleep(0.3)
     assert entry_of(app, request_id).block_reason == "expired_at_departure"
 

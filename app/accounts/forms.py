@@ -5,7 +5,12 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
-from app.core.forms import CREDIT_CODE_MESSAGES, REGION_CODE_MESSAGES, identifier_validator
+from app.core.forms import (
+    CREDIT_CODE_MESSAGES,
+    REGION_CODE_MESSAGES,
+    REGION_CODE_PATTERN,
+    identifier_validator,
+)
 from app.core.identity import validate_credit_code, validate_region_code
 
 DOMAIN_ERRORS = {
@@ -41,7 +46,10 @@ class OrganizationForm(FlaskForm):
     )
     region_code = StringField(
         _l("Region code"),
-        validators=[Optional(), identifier_validator(validate_region_code, REGION_CODE_MESSAGES)],
+        validators=[
+            Optional(),
+            identifier_validator(validate_region_code, REGION_CODE_MESSAGES, REGION_CODE_PATTERN),
+        ],
         description=_l(
             "Six-digit GB/T 2260 code of the county where the organization is registered."
         ),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, render_template
+from flask import Flask, jsonify, render_template, request
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -40,4 +41,27 @@ def register_error_handlers(app: Flask) -> None:
                 log.error("unhandled error", exc_info=original)
             db.session.rollback()
         shown = error.code if error.code in (400, 403, 404, 405, 413, 429) else 500
+        if request.path.startswith("/api/"):
+            return json_error(error.code)
         return render_template("errors/error.html", status=shown), error.code
+
+
+HTTP_MESSAGES = {
+    400: _l("The request could not be read."),
+    401: _l("A valid API token is needed (Bearer)."),
+    403: _l("Your role may not do this."),
+    404: _l("Not found."),
+    405: _l("This method is not allowed here."),
+    413: _l("The request is too large."),
+    429: _l("Too many requests: slow down and try again in a minute."),
+}
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    """The API's one shape of error (machines read ``code``, people ``message``)."""
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def json_error(status: int):
+    message = HTTP_MESSAGES.get(status, _l("Something went wrong on our side."))
+    return jsonify(error_body(f"http_{status}", str(message))), status

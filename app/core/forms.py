@@ -20,6 +20,7 @@ CREDIT_CODE_MESSAGES = {
     "characters": _l("Contains characters that cannot appear here (I, O, S, V and Z never do)."),
     "check": _l("The check character does not match: please compare every character again."),
 }
+REGION_CODE_PATTERN = r"^\d{6}$"
 REGION_CODE_MESSAGES = {
     "empty": REQUIRED,
     "format": _l("Must be a six-digit region code, for example 500106."),
@@ -51,9 +52,11 @@ MOBILE_MESSAGES = {
 
 
 def identifier_validator(
-    validate: Callable[[str], str], messages: Mapping[str, str]
+    validate: Callable[[str], str], messages: Mapping[str, str], pattern: str | None = None
 ) -> Callable[[FlaskForm, Field], None]:
-    """A WTForms validator that runs a pure identity check and keeps its canonical value."""
+    """A WTForms validator that runs a pure identity check and keeps its canonical value.
+    ``pattern`` (a regular expression every accepted value matches) describes it in the API
+    document."""
 
     def check(form: FlaskForm, field: Field) -> None:
         if not field.data:
@@ -63,6 +66,7 @@ def identifier_validator(
         except InvalidIdentifier as error:
             raise ValidationError(messages[error.reason]) from error
 
+    check.pattern = pattern  # type: ignore[attr-defined]
     return check
 
 

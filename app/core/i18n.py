@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, session
+from flask import Flask, current_app, request, session
 from flask_babel import get_locale
 from flask_login import current_user
 
@@ -15,6 +15,13 @@ from app.extensions import babel
 
 def select_locale() -> str:
     languages = current_app.config["LANGUAGES"]
+    if request.path.startswith("/api/"):  # machines say what they read in Accept-Language
+        best = request.accept_languages.best_match(
+            [*languages, *(code.replace("_", "-") for code in languages), "zh"]
+        )
+        if best:
+            return "en" if best.startswith("en") else current_app.config["BABEL_DEFAULT_LOCALE"]
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
     chosen = session.get("locale")
     if chosen in languages:
         return chosen

@@ -13,6 +13,7 @@ from app.core.forms import (
     ID_NUMBER_MESSAGES,
     MOBILE_MESSAGES,
     REGION_CODE_MESSAGES,
+    REGION_CODE_PATTERN,
     REQUIRED,
     identifier_validator,
 )
@@ -192,7 +193,7 @@ class TransportRequestForm(FlaskForm):
         _l("Origin county code"),
         validators=[
             DataRequired(REQUIRED),
-            identifier_validator(validate_region_code, REGION_CODE_MESSAGES),
+            identifier_validator(validate_region_code, REGION_CODE_MESSAGES, REGION_CODE_PATTERN),
         ],
         description=_l("Six-digit GB/T 2260 code of the county the workers leave from."),
     )
@@ -212,7 +213,7 @@ class TransportRequestForm(FlaskForm):
         _l("Destination county code"),
         validators=[
             DataRequired(REQUIRED),
-            identifier_validator(validate_region_code, REGION_CODE_MESSAGES),
+            identifier_validator(validate_region_code, REGION_CODE_MESSAGES, REGION_CODE_PATTERN),
         ],
     )
     destination_region_name = StringField(

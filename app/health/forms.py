@@ -6,7 +6,7 @@ from flask_wtf.file import FileAllowed, FileField, FileSize
 from wtforms import DateField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from app.core.forms import REGION_CODE_MESSAGES, REQUIRED, identifier_validator
+from app.core.forms import REGION_CODE_MESSAGES, REGION_CODE_PATTERN, REQUIRED, identifier_validator
 from app.core.identity import validate_region_code
 
 TOO_LONG = _l("Too long.")
@@ -64,7 +64,7 @@ class IssuerForm(FlaskForm):
         _l("Region code"),
         validators=[
             DataRequired(REQUIRED),
-            identifier_validator(validate_region_code, REGION_CODE_MESSAGES),
+            identifier_validator(validate_region_code, REGION_CODE_MESSAGES, REGION_CODE_PATTERN),
         ],
         description=_l("The region code the issuer puts in its passes (claim iss)."),
     )

@@ -64,6 +64,8 @@ class Notification(db.Model):
         # What the relay asks for: a channel's due pending rows, oldest first. The index
         # answers it in order, so a claim stays fast however long the queue.
         Index("ix_notifications_due", "status", "channel", "send_at", "id"),
+        # The campaign dashboard counts a period's messages by channel and status.
+        Index("ix_notifications_created", "created_at", "channel", "status"),
     )
 
     @classmethod

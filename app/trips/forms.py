@@ -25,9 +25,16 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from app.core.forms import MOBILE_MESSAGES, REGION_CODE_MESSAGES, REQUIRED, identifier_validator
+from app.core.forms import (
+    MOBILE_MESSAGES,
+    REGION_CODE_MESSAGES,
+    REGION_CODE_PATTERN,
+    REQUIRED,
+    identifier_validator,
+)
 from app.core.identity import normalize_mobile, validate_region_code
 from app.trips.models import TripStatus
+from app.trips.services import Leg
 
 TRIP_STATUS_NAMES = {
     TripStatus.PLANNED: _l("Planned"),
@@ -115,7 +122,7 @@ class LegForm(FlaskForm):
         _l("From (region code)"),
         validators=[
             DataRequired(REQUIRED),
-            identifier_validator(validate_region_code, REGION_CODE_MESSAGES),
+            identifier_validator(validate_region_code, REGION_CODE_MESSAGES, REGION_CODE_PATTERN),
         ],
     )
     origin_point = StringField(
@@ -130,7 +137,7 @@ class LegForm(FlaskForm):
         _l("To (region code)"),
         validators=[
             DataRequired(REQUIRED),
-            identifier_validator(validate_region_code, REGION_CODE_MESSAGES),
+            identifier_validator(validate_region_code, REGION_CODE_MESSAGES, REGION_CODE_PATTERN),
         ],
     )
     destination_point = StringField(
@@ -172,6 +179,24 @@ class LegForm(FlaskForm):
         coerce=int,
         validators=[Optional()],
     )
+
+    def leg(self, zone) -> Leg:
+        """The validated fields as the services take them (times in ``zone``)."""
+        return Leg(
+            origin_region_code=self.origin_region_code.data,
+            origin_point=self.origin_point.data.strip(),
+            origin_address=(self.origin_address.data or "").strip() or None,
+            destination_region_code=self.destination_region_code.data,
+            destination_point=self.destination_point.data.strip(),
+            destination_address=(self.destination_address.data or "").strip() or None,
+            departs_at=local_moment(self.departs_on.data, self.departs_time.data, zone),
+            arrives_at=local_moment(self.arrives_on.data, self.arrives_time.data, zone),
+            max_load_percent=self.max_load_percent.data,
+            isolation_rows=self.isolation_rows.data or 0,
+            alternate_seats=self.alternate_seats.data,
+            health_freshness_hours=self.health_freshness_hours.data,
+            connects_from_id=self.connects_from_id.data or None,
+        )
 
     def validate_arrives_time(self, field) -> None:
         if self.departs_on.data and self.departs_time.data and self.arrives_on.data and field.data:

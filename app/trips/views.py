@@ -32,7 +32,6 @@ from app.trips.forms import (
     PlanForm,
     SeatChangeForm,
     TripForm,
-    local_moment,
     message_for,
 )
 from app.trips.models import SEATING_STATUSES, Handover, SeatAssignment, Trip, TripStatus
@@ -188,22 +187,7 @@ def _feeder_choices(form: LegForm, exclude: int | None = None) -> None:
 
 
 def _leg(form: LegForm) -> services.Leg:
-    zone = health.local_zone()
-    return services.Leg(
-        origin_region_code=form.origin_region_code.data,
-        origin_point=form.origin_point.data.strip(),
-        origin_address=(form.origin_address.data or "").strip() or None,
-        destination_region_code=form.destination_region_code.data,
-        destination_point=form.destination_point.data.strip(),
-        destination_address=(form.destination_address.data or "").strip() or None,
-        departs_at=local_moment(form.departs_on.data, form.departs_time.data, zone),
-        arrives_at=local_moment(form.arrives_on.data, form.arrives_time.data, zone),
-        max_load_percent=form.max_load_percent.data,
-        isolation_rows=form.isolation_rows.data or 0,
-        alternate_seats=form.alternate_seats.data,
-        health_freshness_hours=form.health_freshness_hours.data,
-        connects_from_id=form.connects_from_id.data or None,
-    )
+    return form.leg(health.local_zone())
 
 
 @bp.route("/trips/<int:trip_id>/edit", methods=["GET", "POST"])

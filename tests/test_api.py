@@ -1,0 +1,297 @@
+"""JSON API v1: tokens, the one error shape, roles and organizations, ETags and 409s,
+idempotent creates, bulk all-or-nothing, trips, the public lookup and the document."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from app.api import services as api
+from app.demand.models import RosterEntry, TransportRequest, Worker
+from app.extensions import db
+from app.trips.models import SeatAssignment, Trip
+from tests import scenario
+from tests.conftest import People, make_app, submit
+from tests.test_demand import LI, ZHANG, request_form, worker_form
+from tests.test_trips import issuer_key, make_trip, three_employers  # noqa: F401 - fixtures
+
+
+def token_for(app, user_id: int) -> str:
+    with app.app_context():
+        _token, secret = api.create_token(db.session.get(scenario.User, user_id), "测试")
+        db.session.commit()
+        return secret
+
+
+class Api:
+    def __init__(self, client, token: str | None, language: str = "en") -> None:
+        self.client, self.headers = client, {"Accept-Language": language}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    def __getattr__(self, method: str):
+        def call(path: str, headers: dict | None = None, **kwargs):
+            return getattr(self.client, method)(
+                f"/api/v1{path}", headers={**self.headers, **(headers or {})}, **kwargs
+            )
+
+        return call
+
+
+@pytest.fixture
+def as_role(app, people: People):
+    def make(role: str, language: str = "en") -> Api:
+        user_id = {
+            "employer": people.employer_a_id,
+            "employer_b": people.employer_b_id,
+            "coordinator": people.coordinator_id,
+            "admin": people.admin_id,
+        }[role]
+        return Api(app.test_client(), token_for(app, user_id), language)
+
+    return make
+
+
+def test_tokens_are_shown_once_stored_hashed_and_revocable(app, people, client_as):
+    client = client_as("employer")
+    page = submit(client, "/account/tokens", {"name": "HR 系统"}).get_data(as_text=True)
+    secret = re.search(r"(fg_[A-Za-z0-9_-]{20,})", page).group(1)
+    listed = client.get("/account/tokens").get_data(as_text=True)
+    assert secret not in listed
+    assert secret[:8] in listed
+    with app.app_context():
+        stored = db.session.scalar(select(api.ApiToken))
+        assert secret not in (stored.token_hash, stored.prefix)
+    machine = Api(app.test_client(), secret)
+    assert machine.get("/workers").status_code == 200
+    assert machine.get("/workers").headers.get("Set-Cookie") is None  # no session for machines
+    submit(client, f"/account/tokens/{stored.id}/revoke", form_url="/account/tokens")
+    revoked = machine.get("/workers")
+    assert revoked.status_code == 401
+    assert revoked.json["error"]["code"] == "unauthorized"
+    assert Api(app.test_client(), "fg_wrong").get("/workers").status_code == 401
+    assert Api(app.test_client(), None).get("/workers").status_code == 401
+
+
+def test_create_worker_errors_in_the_callers_language(app, as_role):
+    english = as_role("employer")
+    bad = english.post("/workers", json=worker_form(id_number=ZHANG[:-1] + "0"))
+    assert bad.status_code == 422
+    assert set(bad.json["error"]) == {"code", "message", "fields"}
+    assert "check" in bad.json["error"]["fields"]["id_number"][0].lower()
+    chinese = as_role("employer", "zh-CN").post("/workers", json=worker_form(id_number="123"))
+    assert chinese.status_code == 422
+    assert re.search(r"[\u4e00-\u9fff]", chinese.json["error"]["fields"]["id_number"][0])
+    created = english.post("/workers", json=worker_form())
+    assert created.status_code == 201
+    assert created.json["id_number"].startswith("5002")
+    assert "*" in created.json["id_number"]
+    assert english.get(created.headers["Location"].removeprefix("/api/v1")).status_code == 200
+    assert english.post("/workers", data="not json").status_code == 400
+
+
+def test_a_retried_create_with_the_same_key_creates_once(app, as_role):
+    client = as_role("employer")
+    first = client.post("/workers", json=worker_form(), headers={"Idempotency-Key": "k-1"})
+    again = client.post("/workers", json=worker_form(), headers={"Idempotency-Key": "k-1"})
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json == again.json
+    assert again.headers["Location"] == first.headers["Location"]
+    other = client.post(
+        "/workers", json=worker_form(id_number=LI), headers={"Idempotency-Key": "k-1"}
+    )
+    assert other.status_code == 422
+    assert other.json["error"]["code"] == "idempotency_key_reused"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Worker)) == 1
+
+
+def test_bulk_is_all_or_nothing_with_every_problem_by_row(app, as_role):
+    client = as_role("employer")
+    rows = [worker_form(), worker_form(id_number=LI, name="李四", phone="13900139000")]
+    broken = [rows[0], {**rows[1], "phone": "123"}, {**rows[0]}]
+    refused = client.post("/workers/bulk", json={"workers": broken})
+    assert refused.status_code == 422
+    fields = refused.json["error"]["fields"]
+    assert set(fields) == {"workers[1].phone", "workers[2].id_number"}
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Worker)) == 0
+    done = client.post("/workers/bulk", json={"workers": rows})
+    assert (done.status_code, done.json) == (201, {"created": 2})
+    assert client.get("/workers").json["total"] == 2
+
+
+def test_another_organizations_objects_are_not_found(app, as_role):
+    mine = as_role("employer")
+    worker = mine.post("/workers", json=worker_form()).json
+    draft = mine.post("/requests", json=request_form()).json
+    other = as_role("employer_b")
+    for path in (f"/workers/{worker['id']}", f"/requests/{draft['id']}"):
+        hidden = other.get(path)
+        missing = other.get(re.sub(r"\d+$", "999999", path))
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json == missing.json
+    assert other.post(f"/requests/{draft['id']}/submit").status_code == 404
+    # Roles: an employer cannot approve; a coordinator cannot create workers.
+    assert mine.post(f"/requests/{draft['id']}/approve", json={}).status_code == 403
+    assert as_role("coordinator").post("/workers", json=worker_form()).status_code == 403
+
+
+def test_etags_and_conflicts_on_a_request(app, as_role):
+    client = as_role("employer")
+    worker = client.post("/workers", json=worker_form()).json
+    draft = client.post("/requests", json=request_form(), headers={"Idempotency-Key": "r1"})
+    assert draft.status_code == 201
+    request_id = draft.json["id"]
+    read = client.get(f"/requests/{request_id}")
+    etag = read.headers["ETag"]
+    added = client.post(
+        f"/requests/{request_id}/workers",
+        json={"worker_ids": [worker["id"]]},
+        headers={"If-Match": etag},
+    )
+    assert added.status_code == 200
+    assert added.json["counts"]["pending"] + added.json["counts"]["blocked"] == 1
+    submitted = client.post(f"/requests/{request_id}/submit", headers={"If-Match": etag})
+    assert submitted.status_code == 200
+    assert submitted.json["status"] == "submitted"
+    assert submitted.headers["ETag"] != etag
+    # Someone who read the draft before the submission cancels with that ETag: 412, and
+    # nothing changes.
+    stale = client.post(f"/requests/{request_id}/cancel", headers={"If-Match": etag})
+    assert stale.status_code == 412
+    assert client.get(f"/requests/{request_id}").json["status"] == "submitted"
+    # A second client that read the draft and submits too gets a conflict, not a silent redo.
+    twice = client.post(f"/requests/{request_id}/submit")
+    assert twice.status_code == 409
+    assert twice.json["error"]["code"] == "request.cannot_submitted"
+    coordinator = as_role("coordinator")
+    approved = coordinator.post(f"/requests/{request_id}/approve", json={"reason": "好"})
+    assert approved.json["status"] == "approved"
+    queue = coordinator.get("/requests?status=approved")
+    assert [r["id"] for r in queue.json["items"]] == [request_id]
+    entries = client.get(f"/requests/{request_id}/workers").json
+    assert entries["items"][0]["name"] == "张三"
+
+
+def test_coordinator_runs_a_trip_through_the_api(app, people, as_role, three_employers):  # noqa: F811
+    trip_id = make_trip(app, people, three_employers)
+    coordinator = as_role("coordinator")
+    seats = coordinator.get(f"/trips/{trip_id}/seats").json["seats"]
+    assert len(seats) == 43
+    assert coordinator.post(f"/trips/{trip_id}/lock").json["status"] == "locked"
+    with app.app_context():
+        code = db.session.scalar(
+            select(RosterEntry.booking_code).where(RosterEntry.id == seats[0]["entry_id"])
+        )
+    verdict = coordinator.post(
+        f"/trips/{trip_id}/boarding", json={"code": code, "temperature": "36,7"}
+    ).json
+    assert verdict["verdict"] == "boarded"
+    assert verdict["seat"] == seats[0]["seat"]
+    refused = coordinator.post(f"/trips/{trip_id}/depart")
+    assert refused.status_code == 409
+    assert refused.json["error"]["code"] == "trip.unaccounted"
+    bad = coordinator.post(f"/trips/{trip_id}/boarding", json={"code": code, "temperature": "45"})
+    assert bad.status_code == 422
+    assert "temperature" in bad.json["error"]["fields"]
+    assert as_role("employer").get(f"/trips/{trip_id}").status_code == 403
+
+
+def test_public_lookup_answers_one_way_for_every_miss(app, people, as_role, three_employers):  # noqa: F811
+    trip_id = make_trip(app, people, three_employers)
+    with app.app_context():
+        seat = db.session.scalar(select(SeatAssignment).where(SeatAssignment.trip_id == trip_id))
+        code, last4 = seat.entry.booking_code, seat.entry.worker.phone_last4
+    public = Api(app.test_client(), None)
+    found = public.post("/public/trip-lookup", json={"booking_code": code, "last4": last4})
+    assert found.status_code == 200
+    assert "/my-trip/" in found.json["trip_page"]
+    wrong_digits = public.post("/public/trip-lookup", json={"booking_code": code, "last4": "0000"})
+    unknown = public.post(
+        "/public/trip-lookup", json={"booking_code": "ZZZZZZZZZZ", "last4": last4}
+    )
+    assert wrong_digits.status_code == unknown.status_code == 404
+    assert wrong_digits.json == unknown.json
+
+
+def test_rate_limited_per_token_with_the_error_shape(tmp_path, people_free_app):
+    app, token = people_free_app
+    client = Api(app.test_client(), token)
+    answers = [client.get("/workers").status_code for _ in range(4)]
+    assert answers == [200, 200, 200, 429]
+    limited = client.get("/workers")
+    assert limited.json["error"]["code"] == "http_429"
+
+
+@pytest.fixture
+def people_free_app(tmp_path):
+    from tests.conftest import create_people
+
+    app = make_app(f"sqlite:///{tmp_path / 'limits.db'}", API_RATE_LIMIT="3/minute")
+    with app.app_context():
+        db.create_all()
+    people = create_people(app)
+    return app, token_for(app, people.employer_a_id)
+
+
+def test_the_openapi_document_describes_what_validates(app, client):
+    document = client.get("/api/v1/openapi.json").json
+    assert document["openapi"].startswith("3.1")
+    create = document["paths"]["/requests"]["post"]
+    body = create["requestBody"]["content"]["application/json"]["schema"]
+    # From the form the page uses: required fields, lengths, the transport mode's choices.
+    assert "origin_region_code" in body["required"]
+    assert body["properties"]["site_name"]["maxLength"] == 200
+    assert set(body["properties"]["preferred_mode"]["enum"]) == {"coach", "train", "any"}
+    worker = document["paths"]["/workers"]["post"]["requestBody"]["content"]["application/json"]
+    assert worker["schema"]["properties"]["name"]["maxLength"] == 50
+    assert any(
+        p["name"] == "Idempotency-Key" for p in document["paths"]["/workers"]["post"]["parameters"]
+    )
+    page = client.get("/api/v1/docs")
+    assert page.status_code == 200
+    assert "/api/v1/requests/{request_id}/submit" in page.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(TransportRequest)) == 0
+
+
+def test_plan_and_create_trips_through_the_api(app, people, as_role, three_employers):  # noqa: F811
+    coordinator = as_role("coordinator")
+    from tests.test_trips import leg_form
+
+    leg = leg_form()
+    ids = three_employers
+    plan = coordinator.post(
+        "/trips/plan",
+        json={**leg, "requests": ids["requests"], "vehicles": [ids["big"], ids["small"]]},
+    )
+    assert plan.status_code == 200
+    assert plan.json["missing_seats"] == 0
+    loads = [
+        {
+            "vehicle_id": v["vehicle_id"],
+            "request_id": load["request_id"],
+            "workers": load["workers"],
+        }
+        for v in plan.json["vehicles"]
+        for load in v["loads"]
+    ]
+    short = [dict(loads[0], workers=loads[0]["workers"] - 1), *loads[1:]]
+    refused = coordinator.post("/trips", json={"leg": leg, "loads": short})
+    assert refused.status_code == 422
+    assert refused.json["error"]["code"] == "plan.refused"
+    created = coordinator.post(
+        "/trips", json={"leg": leg, "loads": loads}, headers={"Idempotency-Key": "plan-1"}
+    )
+    again = coordinator.post(
+        "/trips", json={"leg": leg, "loads": loads}, headers={"Idempotency-Key": "plan-1"}
+    )
+    assert created.status_code == again.status_code == 201
+    assert created.json == again.json
+    trip_id = created.json["trips"][0]["id"]
+    assert coordinator.post(f"/trips/{trip_id}/allocate").json["status"] == "open"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Trip)) == 1
