@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test setup install translations migrate seed lint worker beat extract-messages clean browser
+.PHONY: run test setup install translations migrate seed lint worker beat extract-messages clean browser security bandit
 
 ## Set everything up on the embedded default (SQLite, jobs in-process) and serve with demo data.
 run: setup seed
@@ -14,10 +14,22 @@ run: setup seed
 
 ## The whole test suite: lint, then pytest against real PostgreSQL and Redis (and Debian's
 ## Chromium for the browser tests).
-test: install translations browser
+test: install translations browser bandit
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## bandit on the code (its skips are explained in README.md, Security); part of `make test`.
+bandit: install
+	$(BIN)/bandit -q -r app workers -c pyproject.toml
+
+## bandit, and pip-audit on the installed packages. pip-audit needs PyPI's or OSV's vulnerability
+## data, which this build machine cannot reach (README.md, Security), so it is not part of `make
+## test`; an audit that could not check every package fails: it never passes without looking.
+security: bandit
+	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off || { \
+	  echo "security: pip-audit found a vulnerable package, or could not check every package" \
+	       "(its vulnerability service cannot be reached): failing." >&2; exit 1; }
 
 setup: install translations migrate
 

@@ -24,6 +24,9 @@ def create_app(config: Mapping | None = None) -> Flask:
     settings.update(config or {})
     app = Flask(__name__, instance_path=str(INSTANCE_PATH))
     app.config.update(settings)
+    from app.core import logs  # first: every later line (and request) logs through it
+
+    logs.init_app(app)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     _configure_secret_key(app)
     _configure_engine(app)

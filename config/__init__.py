@@ -60,6 +60,11 @@ class Config:
     # Fail at start with one clear line when DATABASE_URL or REDIS_URL cannot be reached.
     STARTUP_CHECKS = True
     STARTUP_CHECK_TIMEOUT = 3
+    # /readyz: how long each check (database, Redis) may take before it counts as failed.
+    READINESS_TIMEOUT = 2.0
+    # Logs on stdout: "json" (one object a line, for a log collector) or "text" (for people).
+    LOG_FORMAT = "text"
+    LOG_LEVEL = "INFO"
 
     CELERY: ClassVar[dict] = {}
     # ID and phone numbers at rest (app/core/pii.py): comma-separated base64 32-byte keys, the
@@ -157,6 +162,12 @@ class Config:
         ):
             if env.get(name):
                 settings[name] = int(env[name])
+        if env.get("LOG_FORMAT"):
+            settings["LOG_FORMAT"] = env["LOG_FORMAT"].strip().lower()
+        if env.get("LOG_LEVEL"):
+            settings["LOG_LEVEL"] = env["LOG_LEVEL"].strip().upper()
+        if env.get("READINESS_TIMEOUT"):
+            settings["READINESS_TIMEOUT"] = float(env["READINESS_TIMEOUT"])
         if env.get("ITEMS_PER_PAGE"):
             settings["ITEMS_PER_PAGE"] = int(env["ITEMS_PER_PAGE"])
         return settings
@@ -179,6 +190,9 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     HSTS = True
+    LOG_FORMAT = "json"
+    # A failed statement's error (logged) shows the SQL but not its values.
+    SQLALCHEMY_ENGINE_OPTIONS: ClassVar[dict] = {"pool_pre_ping": True, "hide_parameters": True}
 
 
 CONFIGS = {

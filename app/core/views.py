@@ -1,16 +1,24 @@
 from __future__ import annotations
 
+import functools
+import logging
+
+import redis
+from alembic.script import ScriptDirectory
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from sqlalchemy import text
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core import services
 from app.core.access import Role, roles_required
-from app.extensions import db
+from app.extensions import db, limiter
 
+log = logging.getLogger(__name__)
 bp = Blueprint("core", __name__, template_folder="templates")
 
 
@@ -28,14 +36,113 @@ def home():
 
 
 @bp.get("/healthz")
+@limiter.exempt
 def healthz():
-    """For load balancers: 200 while the database answers, 503 when it does not."""
+    """Liveness, for the process supervisor and monitoring: 200 while this process answers
+    and its database connection works (a load balancer should route by /readyz)."""
     try:
         db.session.execute(text("SELECT 1"))
     except SQLAlchemyError:
         db.session.rollback()
-        return jsonify(status="database unavailable"), 503
-    return jsonify(status="ok")
+        return _no_store(jsonify(status="database unavailable")), 503
+    return _no_store(jsonify(status="ok"))
+
+
+@bp.get("/readyz")
+@limiter.exempt
+def readyz():
+    """Readiness, for a load balancer: the database answers and is at (or past) the
+    migrations' head, and Redis answers when REDIS_URL is set. 200 or 503 with the checks by
+    name; a failure's reason goes to the log, never into the body."""
+    timeout = float(current_app.config["READINESS_TIMEOUT"])
+    checks = _check_database(timeout)
+    checks["redis"] = _check_redis(current_app.config.get("REDIS_URL"), timeout)
+    failed = [name for name, state in checks.items() if state not in PASSING]
+    body = {"status": "unavailable" if failed else "ok", "checks": checks}
+    if failed:
+        body["failed"] = failed
+    return _no_store(jsonify(body)), 503 if failed else 200
+
+
+# States that fail nothing. "ahead": the database is at a revision this code does not know, i.e.
+# a newer release migrated it first (the deployment order in the README), and this process keeps
+# serving until it is replaced. "not checked": a check that needs the database, when it is down.
+PASSING = ("ok", "ahead", "not configured", "not checked")
+
+
+def _check_database(timeout: float) -> dict[str, str]:
+    try:
+        with db.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
+            connection.execute(text("SELECT 1"))
+            try:
+                current = _database_revisions(connection)
+            except Exception as error:
+                _log_failure("migrations", error)
+                return {"database": "ok", "migrations": "unknown"}
+    except Exception as error:
+        _log_failure("database", error)
+        return {"database": "unreachable", "migrations": "not checked"}
+    try:
+        heads, known = _migration_heads(current_app.extensions["migrate"].directory)
+    except Exception as error:
+        _log_failure("migrations", error)
+        return {"database": "ok", "migrations": "unknown"}
+    if current == heads:
+        state = "ok"
+    elif current and not current & known:
+        state = "ahead"
+    else:
+        state = "behind"
+        log.warning("readiness: the database is behind the migrations' head (run db upgrade)")
+    return {"database": "ok", "migrations": state}
+
+
+def _database_revisions(connection) -> set[str]:
+    """The revisions the database is at (none before the first migration; Alembic's default
+    version table, which migrations/env.py keeps)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return set()
+    return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+@functools.cache
+def _migration_heads(directory: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The head revisions of the migrations shipped with this code, and all their revisions
+    (read once per process: they change only with the code)."""
+    script = ScriptDirectory(directory)
+    known = frozenset(rev.revision for rev in script.walk_revisions())
+    return frozenset(script.get_heads()), known
+
+
+def _check_redis(redis_url: str | None, timeout: float) -> str:
+    if not redis_url:
+        return "not configured"
+    client = redis.Redis.from_url(
+        redis_url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),  # one try: a load balancer asks again soon enough
+    )
+    try:
+        client.ping()
+    except (redis.RedisError, OSError, ValueError) as error:
+        _log_failure("redis", error)
+        return "unreachable"
+    finally:
+        client.close()
+    return "ok"
+
+
+def _log_failure(check: str, error: Exception) -> None:
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines() or [""]
+    log.warning("readiness: %s check failed: %s: %s", check, type(error).__name__, reason[0])
+
+
+def _no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.route("/admin/system", methods=["GET", "POST"])

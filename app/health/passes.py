@@ -32,6 +32,10 @@ from PIL import Image
 
 MAX_TOKEN_LENGTH = 4096
 MAX_HEADER_BYTES = 512
+# The longest kid and claims a kept pass may carry (the health_certificates columns): a
+# longer one is no pass of ours, and must be refused here, not by the database.
+MAX_KID_LENGTH = 64
+MAX_CLAIM_LENGTHS = {"status": 8, "jti": 128}
 MAX_IMAGE_PIXELS = 40_000_000
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 
@@ -287,6 +291,8 @@ def read_pass(token: str, public_keys: Mapping[str, dict]) -> PassFacts:
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         return _problem("no_kid")
+    if len(kid) > MAX_KID_LENGTH:
+        return _problem("not_jws")
     if any(name in header for name in REFUSED_HEADER_PARAMETERS):
         return _problem("not_jws", kid)
     try:
@@ -301,6 +307,8 @@ def read_pass(token: str, public_keys: Mapping[str, dict]) -> PassFacts:
         value = claims.get(claim)
         if not isinstance(value, kind) or isinstance(value, bool):
             return _problem("claims", kid)
+    if any(len(claims[claim]) > limit for claim, limit in MAX_CLAIM_LENGTHS.items()):
+        return _problem("claims", kid)
     issued_at = _numeric_date(claims["iat"])
     expires_at = _numeric_date(claims["exp"])
     if issued_at is None or expires_at is None:

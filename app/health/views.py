@@ -38,6 +38,14 @@ bp = Blueprint("health", __name__, template_folder="templates")
 
 admin_only = roles_required(Role.ADMIN)
 
+# A scan's type comes from the uploading browser: it is shown inline only as one of the types
+# the form accepts; anything else (HTML, a script) is kept and sent as a plain download.
+SCAN_TYPES = ("image/jpeg", "image/png", "application/pdf")
+
+
+def _scan_type(mimetype: str | None) -> str:
+    return mimetype if mimetype in SCAN_TYPES else "application/octet-stream"
+
 
 def health_reasons(codes: str | None) -> list[str]:
     """Reason codes (comma-separated, as stored on an entry) as sentences."""
@@ -167,7 +175,7 @@ def paper_certificate(request_id: int, entry_id: int):
             form.valid_until.data,
             form.status.data,
             upload.read() if upload else None,
-            upload.mimetype if upload else None,
+            _scan_type(upload.mimetype) if upload else None,
             current_user,
         ),
         INPUT_PROBLEMS,
@@ -202,6 +210,7 @@ def certificate_scan(certificate_id: int):
     certificate = get_visible_or_404(HealthCertificate, certificate_id)
     if certificate.scan is None:
         abort(404)
-    response = Response(certificate.scan, mimetype=certificate.scan_mimetype)
-    response.headers["Content-Disposition"] = "inline"
+    mimetype = _scan_type(certificate.scan_mimetype)
+    response = Response(certificate.scan, mimetype=mimetype)
+    response.headers["Content-Disposition"] = "inline" if mimetype in SCAN_TYPES else "attachment"
     return response
