@@ -13,6 +13,7 @@ from datetime import date
 from flask import current_app
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.accounts.models import Organization, User
 from app.accounts.services import organization_users, region_coordinators
@@ -204,16 +205,23 @@ def _claim_places(request: TransportRequest, entries: list[RosterEntry]) -> None
     clashes = live_places([e.id_number_hash for e in entries], request.organization_id, request.id)
     if clashes:
         raise DomainError("workers.on_other_request")
-    for entry in entries:
-        entry.holds_place = True
     try:
-        with db.session.begin_nested():
-            db.session.flush()
+        with db.session.begin_nested():  # flushes first: every entry has its id
+            # One UPDATE per 5,000 entries: the flush wrote one per entry (a province's
+            # submissions: 238,000).
+            ids = [entry.id for entry in entries]
+            for start in range(0, len(ids), 5000):
+                db.session.execute(
+                    update(RosterEntry)
+                    .where(RosterEntry.id.in_(ids[start : start + 5000]))
+                    .values(holds_place=True)
+                    .execution_options(synchronize_session=False)
+                )
     except IntegrityError:
         # Another request took one of them between our check and our write.
-        for entry in entries:
-            entry.holds_place = False
         raise DomainError("workers.on_other_request") from None
+    for entry in entries:
+        set_committed_value(entry, "holds_place", True)
 
 
 def _release_places(request: TransportRequest) -> None:
@@ -301,6 +309,7 @@ def submit_request(request: TransportRequest, actor: User) -> None:
     if request.status == RequestStatus.DRAFT and not entries:
         raise DomainError("request.no_workers")
     _check_departure_window({name: getattr(request, name) for name in REQUEST_FIELDS})
+    health.load_workers(entries)  # one query, not one lazy load per worker
     _check_ages(request, [entry.worker for entry in entries])
     _transition(
         request,
@@ -658,7 +667,12 @@ def _save_roster(
             changed_rows.append({"id": known, **columns, "updated_at": utcnow()})
             worker_ids.append(known)
     if new_rows:
-        inserted = db.session.execute(insert(Worker).returning(Worker.id), new_rows)
+        # render_nulls: rows with and without the optional columns (emergency contact, group)
+        # are then one batch; otherwise each change of shape starts a new INSERT (about 2.4
+        # rows each on a real roster).
+        inserted = db.session.execute(
+            insert(Worker).returning(Worker.id).execution_options(render_nulls=True), new_rows
+        )
         worker_ids.extend(inserted.scalars().all())
     if changed_rows:
         db.session.execute(update(Worker), changed_rows)

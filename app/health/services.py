@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import and_, func, insert, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.accounts.models import User
 from app.accounts.services import organization_users
@@ -382,6 +384,23 @@ def apply_verdict(entry: RosterEntry, verdict: Verdict) -> None:
         )
 
 
+def load_workers(entries: Iterable[RosterEntry]) -> None:
+    """Give these entries their workers with one query per 5,000 (as ``selectinload`` does),
+    instead of one lazy load per ``entry.worker``: 238,000 queries on a province's
+    submissions."""
+    waiting = [entry for entry in entries if "worker" in sa_inspect(entry).unloaded]
+    ids = sorted({entry.worker_id for entry in waiting})
+    workers: dict[int, Worker] = {}
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        workers.update(
+            (w.id, w) for w in db.session.scalars(select(Worker).where(Worker.id.in_(chunk)))
+        )
+    for entry in waiting:
+        if entry.worker_id in workers:
+            set_committed_value(entry, "worker", workers[entry.worker_id])
+
+
 def check_entries(
     entries: list[RosterEntry],
     departure_of=None,
@@ -394,6 +413,7 @@ def check_entries(
     if not entries:
         return {"cleared": 0, "blocked": 0}
     checker = Checker(freshness_hours)
+    load_workers(entries)
     certificates = current_certificates(entry.worker_id for entry in entries)
     checker.know_holders(certificates.values())
     departure_of = departure_of or (lambda entry: request_departure(entry.request))

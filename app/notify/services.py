@@ -146,12 +146,51 @@ def link(path: str) -> str:
 
 
 def notify_users(event: str, users: Iterable[User], template: str, context: dict) -> None:
-    """Staff hear by email and in the service's own inbox."""
+    """Staff hear by email and in the service's own inbox.
+
+    The rows ``notify`` writes for each user and channel, in one INSERT that skips those
+    already there: ``notify`` costs four statements a row (look-up, savepoint, insert,
+    release), and a campaign's locks, submissions and approvals write 80,000 of these."""
+    pii = vault()
+    default_locale = current_app.config["BABEL_DEFAULT_LOCALE"]
+    now = utcnow()
+    rows: dict[str, dict] = {}
     for user in users:
         if not user.active:
             continue
-        notify(event, Channel.EMAIL, template, context, to=user.email, user=user)
-        notify(event, Channel.INAPP, template, context, user=user)
+        for channel, to in ((Channel.EMAIL, user.email), (Channel.INAPP, None)):
+            recipient = (
+                f"user:{user.id}" if channel == Channel.INAPP else pii.lookup_hash(to or "")[:24]
+            )
+            key = f"{event}|{channel}|{recipient}"
+            rows.setdefault(
+                key,
+                {
+                    "idempotency_key": key,
+                    "event": event,
+                    "channel": channel.value,
+                    "recipient_token": pii.encrypt(to) if to else None,
+                    "user_id": user.id,
+                    "template": template,
+                    "locale": user.locale or default_locale,
+                    "context": context,
+                    "send_at": now,
+                    "status": NotificationStatus.PENDING.value,
+                    "attempts": 0,
+                    "created_at": now,
+                },
+            )
+    if not rows:
+        return
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    added = db.session.execute(
+        insert(Notification)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Notification.id),
+        list(rows.values()),
+    ).all()
+    if added:  # as notify: a relay only for a new message
+        enqueue_after_commit(RELAY_TASK)
 
 
 # --- relaying ------------------------------------------------------------------------------
