@@ -213,6 +213,18 @@ def create_people(app: Flask) -> People:
 
 
 @pytest.fixture
+def issuer_key(app: Flask, tmp_path: Path) -> str:
+    """A health authority on the trust list (valid from a week ago); its private key."""
+    from app.core.clock import local_today
+    from tests.scenario import trusted_issuer
+
+    with app.app_context():
+        key = trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
+        db.session.commit()
+    return key
+
+
+@pytest.fixture
 def people(app: Flask) -> People:
     return create_people(app)
 

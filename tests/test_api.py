@@ -15,7 +15,7 @@ from app.trips.models import SeatAssignment, Trip
 from tests import scenario
 from tests.conftest import People, make_app, submit
 from tests.test_demand import LI, ZHANG, request_form, worker_form
-from tests.test_trips import issuer_key, make_trip, three_employers  # noqa: F401 - fixtures
+from tests.test_trips import make_trip, three_employers  # noqa: F401 - fixtures
 
 
 def token_for(app, user_id: int) -> str:

@@ -18,7 +18,7 @@ from app.trips.forms import BOARDING_MESSAGES, MESSAGES
 from app.trips.models import Handover, SeatAssignment, Trip, TripStatus
 from tests import scenario
 from tests.conftest import submit
-from tests.test_trips import issuer_key, make_trip, three_employers  # noqa: F401 - fixtures
+from tests.test_trips import make_trip, three_employers  # noqa: F401 - fixtures
 
 
 def text(app, message, **values) -> str:

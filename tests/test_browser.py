@@ -18,9 +18,6 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
-from app.core.clock import local_today
-from app.extensions import db
-from tests import scenario
 from tests.conftest import ROOT
 from tests.test_public import build_scene
 
@@ -37,14 +34,6 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = ROOT / "test-artifacts"
 WIDTH, HEIGHT = 360, 740
-
-
-@pytest.fixture
-def issuer_key(app, tmp_path) -> str:
-    with app.app_context():
-        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
-        db.session.commit()
-    return key
 
 
 @pytest.fixture

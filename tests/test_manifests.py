@@ -25,14 +25,6 @@ DAY = local_today("Asia/Shanghai") + timedelta(days=2)
 
 
 @pytest.fixture
-def issuer_key(app, tmp_path) -> str:
-    with app.app_context():
-        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
-        db.session.commit()
-    return key
-
-
-@pytest.fixture
 def train_trip(app, people: People, issuer_key) -> dict:
     """Employer A's request of 6 (two villages) and employer B's of 3 on a two-carriage
     hard-seat train; two of A's workers moved by hand into carriage 2."""

@@ -55,14 +55,6 @@ REFUSED = (
 )
 
 
-@pytest.fixture
-def issuer_key(app, tmp_path) -> str:
-    with app.app_context():
-        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
-        db.session.commit()
-    return key
-
-
 @dataclass
 class Seated:
     entry_id: int

@@ -27,14 +27,6 @@ DAY = local_today("Asia/Shanghai") + timedelta(days=2)
 
 
 @pytest.fixture
-def issuer_key(app, tmp_path) -> str:
-    with app.app_context():
-        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
-        db.session.commit()
-    return key
-
-
-@pytest.fixture
 def three_employers(app, people: People, issuer_key) -> dict:
     """Three requests of 20, 15 and 9 workers (villages inside), one coach-53 and one
     coach-45, a driver. Returns ids."""
