@@ -1,9 +1,13 @@
 """Benchmark: a province's return-to-work campaign, end to end, through the real services.
 
     .venv/bin/python -m benchmarks.campaign [--scale 1] [--workers 238300] [--employers 1000]
-        [--counties 300] [--days 10] [--trains 20] [--format xlsx|csv]
+        [--counties 300] [--days 10] [--trains 20] [--format xlsx|csv] [--clients 2]
         [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
-        [--redis-url redis://127.0.0.1:6379/13] [--profile STAGE] [--no-dispatch]
+        [--redis-url redis://127.0.0.1:6379/13] [--analyze-every 60]
+        [--profile STAGE [--profile-callees REGEX] [--profile-dump PATH]] [--sql-top N]
+        [--stop-after STAGE] [--keep-database NAME] [--no-dispatch]
+
+(benchmarks/README.md describes it and its results.)
 
 ``--scale`` multiplies ``--workers`` and ``--employers`` (``--scale 0.05``: about 12,000 workers
 of 50 employers). The issue (#8): "A generator builds a realistic campaign at a chosen scale and
@@ -39,9 +43,15 @@ and committed as its view or task commits it; jobs after commit are recorded, no
    at the trip's departure).
 7. lock: ``lock_manifest`` + commit, per trip: every seat SMS and two reminders to the outbox.
 8. dispatch: a real Celery worker (``celery -A workers worker --pool prefork --concurrency 2``)
-   on Redis db 13 and the fake SMS gateway (its own process); the relay task is sent (and again
-   every 10 s, as beat would) until every due SMS is sent. Reminders are due later: counted, not
-   waited for.
+   on Redis db 13 and the fake SMS gateway (its own process); the relay task is kicked once (and
+   sent again every 10 s, as beat would) until every due message is sent. Reminders are due
+   later: counted, not waited for.
+
+``--clients N`` (default 2, one per core) spreads each stage's calls over N forked processes,
+each with its own database connections, as web and Celery workers serve many users at once;
+calls that lock the same rows stay in one client. When the server's autovacuum is off (this
+machine's is), a process beside the run analyzes the tables as autovacuum would (every
+``--analyze-every`` seconds, tables changed by more than 50 + 10% rows).
 
 Then the COPY floor: the rows each stage wrote, copied out of the campaign's tables (not timed)
 and ``COPY ... FROM STDIN`` into scratch tables with the same columns, defaults, checks and
