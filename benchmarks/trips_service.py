@@ -56,11 +56,8 @@ from functools import wraps
 from pathlib import Path
 from unittest import mock
 
-import psycopg
 from flask import Flask
-from psycopg import sql
 from sqlalchemy import event, func, insert, select, text
-from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.accounts import services as accounts
@@ -79,6 +76,7 @@ from app.health.passes import PassFacts, key_id, public_jwk_from_text, sign_pass
 from app.trips import allocation, services
 from app.trips.models import SeatAssignment, Trip
 from app.trips.seatmaps import build_vehicle
+from benchmarks import roster_import
 from config import TestingConfig, normalize_database_url
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -304,18 +302,9 @@ class Bench:
 
 @contextmanager
 def fresh_database(postgres_url: str) -> Iterator[str]:
-    server = make_url(normalize_database_url(postgres_url))
-    admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"fangang_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as connection:
-            connection.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    """A scratch PostgreSQL database, dropped afterwards (roster_import's)."""
+    with roster_import.fresh_database("postgres", postgres_url) as database_uri:
+        yield database_uri
 
 
 def build_app(database_uri: str) -> Flask:
