@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 from flask_babel import gettext
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from app.core.clock import local_today
 from app.core.models import AuditEntry
@@ -280,6 +280,13 @@ def test_connecting_legs_train_then_coaches_to_each_site(app, people, issuer_key
             coaches.append(trips.create_trip(coach, road, coordinator, {request.id: 20}))
         for coach in coaches:
             trips.allocate_seats(coach.id, coordinator)
+        # Two drivers on the train, one on the worker's coach: both shown, each on its leg.
+        crew = [
+            scenario.driver(name, f"+861390000{n:04d}")
+            for n, name in enumerate(["甲师傅", "乙师傅", "丙师傅"])
+        ]
+        trips.set_drivers(leg1.id, [crew[0].id, crew[1].id], coordinator)
+        trips.set_drivers(coaches[1].id, [crew[2].id], coordinator)
         db.session.commit()
         assert [c.leg for c in coaches] == [2, 2, 2]
         # Every worker on the train has exactly one coach seat, on their own employer's coach.
@@ -297,13 +304,29 @@ def test_connecting_legs_train_then_coaches_to_each_site(app, people, issuer_key
         assert train_seat.startswith(("03", "04"))
         token = trips.trip_page_token(entry.id)
 
-    page = client.get(f"/my-trip/{token}")
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            page = client.get(f"/my-trip/{token}")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert html.index("重庆西站") < html.index("济南站北广场")
     assert train_seat in html
     assert "K4016" in html
     assert "鲁A10001" in html
+    # Each leg lists its own crew: the train's two drivers before the coach's one.
+    assert html.index("甲师傅") < html.index("济南站北广场") < html.index("丙师傅")
+    assert html.index("乙师傅") < html.index("济南站北广场")
+    # The busiest page of a campaign: the entry, then all legs with trips, vehicles and crew
+    # (the lazy loads it used to make cost a round trip each).
+    assert len([s for s in statements if s.startswith("SELECT")]) == 2, statements
     assert client.get(f"/my-trip/{token}x").status_code == 404
 
 

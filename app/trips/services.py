@@ -23,7 +23,7 @@ from flask_babel import force_locale, format_date, format_datetime, format_time
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import contains_eager, joinedload
 
 from app.accounts.models import User
 from app.accounts.services import organization_users, region_coordinators
@@ -797,18 +797,34 @@ def entry_for_token(token: str) -> RosterEntry | None:
         entry_id = serializer.loads(token, max_age=int(TRIP_PAGE_MAX_AGE.total_seconds()))
     except (BadSignature, SignatureExpired):
         return None
-    return db.session.get(RosterEntry, entry_id) if isinstance(entry_id, int) else None
+    if not isinstance(entry_id, int):
+        return None
+    # One statement for everything the worker's page shows of the entry: the page is the
+    # busiest in a campaign (every worker, several times a day, from the SMS link).
+    return db.session.scalar(
+        select(RosterEntry)
+        .options(
+            joinedload(RosterEntry.worker),
+            joinedload(RosterEntry.request).joinedload(TransportRequest.organization),
+        )
+        .where(RosterEntry.id == entry_id)
+    )
 
 
 def itinerary(entry_id: int) -> list[SeatAssignment]:
-    """A worker's seats across legs, in travel order."""
+    """A worker's seats across legs, in travel order, with each leg's trip, vehicle and crew
+    loaded in the same statement."""
     return list(
         db.session.scalars(
             select(SeatAssignment)
             .join(Trip)
+            .options(
+                contains_eager(SeatAssignment.trip).joinedload(Trip.vehicle),
+                contains_eager(SeatAssignment.trip).joinedload(Trip.drivers),
+            )
             .where(SeatAssignment.roster_entry_id == entry_id, Trip.status != TripStatus.CANCELLED)
             .order_by(Trip.departs_at)
-        )
+        ).unique()
     )
 
 
