@@ -226,7 +226,9 @@ def test_a_plan_that_cannot_carry_everyone_says_how_many_seats_are_missing(
         assert db.session.scalar(select(func.count()).select_from(Trip)) == 0
 
 
-def test_connecting_legs_train_then_coaches_to_each_site(app, people, issuer_key, client):
+def test_connecting_legs_train_then_coaches_to_each_site(
+    app, people, issuer_key, client, client_as
+):
     """K4016 in small: a special train Chongqing West -> Jinan carries three employers'
     workers; coaches from Jinan take each employer's workers on to its site. The worker's page
     shows both legs, train seat (carriage and number) first."""
@@ -303,18 +305,24 @@ def test_connecting_legs_train_then_coaches_to_each_site(app, people, issuer_key
         train_seat = train.seat_map.seat(legs[0].seat_label).display
         assert train_seat.startswith(("03", "04"))
         token = trips.trip_page_token(entry.id)
+        first_request_id = requests[0].id
 
     statements: list[str] = []
 
     def count(_conn, _cursor, statement, *_args) -> None:
         statements.append(statement)
 
-    with app.app_context():
-        event.listen(db.engine, "before_cursor_execute", count)
-        try:
-            page = client.get(f"/my-trip/{token}")
-        finally:
-            event.remove(db.engine, "before_cursor_execute", count)
+    def selects_for(client_, url: str):
+        statements.clear()
+        with app.app_context():
+            event.listen(db.engine, "before_cursor_execute", count)
+            try:
+                answer = client_.get(url)
+            finally:
+                event.remove(db.engine, "before_cursor_execute", count)
+        return answer, [s for s in statements if s.startswith("SELECT")]
+
+    page, selects = selects_for(client, f"/my-trip/{token}")
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert html.index("重庆西站") < html.index("济南站北广场")
@@ -326,8 +334,17 @@ def test_connecting_legs_train_then_coaches_to_each_site(app, people, issuer_key
     assert html.index("乙师傅") < html.index("济南站北广场")
     # The busiest page of a campaign: the entry, then all legs with trips, vehicles and crew
     # (the lazy loads it used to make cost a round trip each).
-    assert len([s for s in statements if s.startswith("SELECT")]) == 2, statements
+    assert len(selects) == 2, selects
     assert client.get(f"/my-trip/{token}x").status_code == 404
+
+    # The employer's request page lists each worker with both seats, in a fixed number of
+    # statements however many workers the page holds (not one per worker or per vehicle).
+    page, selects = selects_for(client_as("employer"), f"/requests/{first_request_id}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert html.count(" · K4016 · ") == 14
+    assert html.count(" · 鲁A10000 · ") == 14
+    assert len(selects) <= 8, selects
 
 
 def test_cancelling_a_locked_trip_frees_seats_and_tells_everyone(app, people, three_employers):

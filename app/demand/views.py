@@ -19,6 +19,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import contains_eager
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.core.access import Role, get_visible_or_404, roles_required, select_visible
@@ -328,7 +329,12 @@ def edit_request(request_id: int):
 def request_detail(request_id: int):
     transport_request = get_visible_or_404(TransportRequest, request_id)
     status = request.args.get("status", "")
-    entries = select(RosterEntry).join(Worker).where(RosterEntry.request_id == request_id)
+    entries = (
+        select(RosterEntry)
+        .join(Worker)
+        .options(contains_eager(RosterEntry.worker))
+        .where(RosterEntry.request_id == request_id)
+    )
     if status in EntryStatus.__members__.values():
         entries = entries.where(RosterEntry.status == status)
     page = db.paginate(entries.order_by(Worker.group_tag, Worker.name), per_page=50)

@@ -848,6 +848,7 @@ def seats_of_entries(entry_ids: list[int]) -> dict[int, list[tuple[Trip, str]]]:
     rows = db.session.execute(
         select(SeatAssignment.roster_entry_id, SeatAssignment.seat_label, Trip)
         .join(Trip)
+        .options(joinedload(Trip.vehicle))
         .where(SeatAssignment.roster_entry_id.in_(entry_ids), Trip.status != TripStatus.CANCELLED)
         .order_by(Trip.departs_at)
     ).all()
