@@ -11,11 +11,12 @@ import pytest
 from flask_babel import gettext
 from sqlalchemy import event, func, select
 
-from app.core.clock import local_today
+from app.core.clock import local_today, utcnow
 from app.core.models import AuditEntry
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
 from app.extensions import db
-from app.notify.models import Notification
+from app.notify.models import Channel, Notification
+from app.notify.services import Outgoing, drop_pending, notify_many
 from app.trips import allocation
 from app.trips import services as trips
 from app.trips.forms import message_for
@@ -607,3 +608,35 @@ def test_employer_sees_seats_on_the_request_and_no_trip_pages(
     assert "渝F12345" in page
     for url in ("/trips", f"/trips/{trip_id}", f"/trips/{trip_id}/seats", "/trips/plan"):
         assert employer.get(url).status_code == 403
+
+
+def test_taking_back_reminders_touches_only_that_trip_and_worker(app):
+    """Reminder events are taken back by prefix: trip 1 must not reach trip 12's, worker 2
+    not worker 23's, and a message already handed to the gateway stays."""
+    events = [
+        "reminder.24h:t1:e2:v1",
+        "reminder.2h:t1:e2:v3",
+        "reminder.24h:t12:e2:v1",
+        "reminder.24h:t1:e23:v1",
+        "reminder.2h:t1:e5:v1",
+        "seat.given:t1:e2:v1",
+    ]
+    with app.app_context():
+        later = utcnow() + timedelta(days=1)
+        notify_many(
+            Outgoing(event, Channel.SMS, "+8613800138000", "departure_reminder", {}, later)
+            for event in events
+        )
+        sent = db.session.scalar(select(Notification).where(Notification.event == events[1]))
+        sent.status = "sent"
+        db.session.commit()
+
+        assert drop_pending(trips._reminder_prefixes(1, 2)) == 1
+        db.session.commit()
+        left = set(db.session.scalars(select(Notification.event)))
+        assert left == set(events) - {events[0]}
+
+        assert drop_pending(trips._reminder_prefixes(1)) == 2  # e23's and e5's
+        db.session.commit()
+        left = set(db.session.scalars(select(Notification.event)))
+        assert left == {events[1], events[2], events[5]}

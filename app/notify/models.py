@@ -33,7 +33,7 @@ class Notification(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     # event + channel + recipient: the same event never makes two messages to one person.
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
-    event: Mapped[str] = mapped_column(String(100), index=True)
+    event: Mapped[str] = mapped_column(String(100))
     channel: Mapped[str] = mapped_column(String(8))
     # Phone number or email address, encrypted (core/pii.py); None for in-app messages.
     recipient_token: Mapped[str | None] = mapped_column(Text)
@@ -66,6 +66,13 @@ class Notification(db.Model):
         Index("ix_notifications_due", "status", "channel", "send_at", "id"),
         # The campaign dashboard counts a period's messages by channel and status.
         Index("ix_notifications_created", "created_at", "channel", "status"),
+        # Reminders are taken back by event prefix (drop_pending): LIKE 'prefix%' can use a
+        # PostgreSQL index only with pattern operators unless the database collation is C.
+        Index(
+            "ix_notifications_event",
+            "event",
+            postgresql_ops={"event": "varchar_pattern_ops"},
+        ),
     )
 
     @classmethod

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flask import current_app
 from flask_babel import force_locale
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -128,16 +128,25 @@ def notify_many(messages: Iterable[Outgoing]) -> None:
     enqueue_after_commit(RELAY_TASK)
 
 
-def drop_pending(event_pattern: str) -> int:
-    """Take back messages not sent yet (reminders of a seat that changed): events matching a
-    SQL LIKE pattern. Rows already handed to a channel are left alone."""
+def drop_pending(prefixes: Iterable[str]) -> int:
+    """Take back messages not sent yet (reminders of a seat that changed): events starting
+    with any of these prefixes, in one statement that probes the event index once a prefix.
+    Rows already handed to a channel are left alone."""
+    patterns = [
+        Notification.event.like(_escape_like(prefix) + "%", escape="/") for prefix in prefixes
+    ]
+    if not patterns:
+        return 0
     result = db.session.execute(
         delete(Notification).where(
-            Notification.event.like(event_pattern),
-            Notification.status == NotificationStatus.PENDING,
+            or_(*patterns), Notification.status == NotificationStatus.PENDING
         )
     )
     return result.rowcount or 0
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
 def link(path: str) -> str:
