@@ -231,11 +231,19 @@ def claim_due(now: datetime, channel: str, limit: int = BATCH_SIZE) -> list[int]
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    # Two statements, not UPDATE ... WHERE id IN (that SELECT): PostgreSQL may run such a
+    # subquery once per candidate row (a semi-join), claiming far more than ``limit`` rows and
+    # taking minutes when a lock adds thousands of messages to a mostly-sent outbox. The rows
+    # stay locked (FOR UPDATE) until this transaction ends.
+    ids = list(db.session.scalars(due))
+    if not ids:
+        return []
     claimed = db.session.execute(
         update(Notification)
-        .where(Notification.id.in_(due), Notification.status == NotificationStatus.PENDING)
+        .where(Notification.id.in_(ids), Notification.status == NotificationStatus.PENDING)
         .values(status=NotificationStatus.SENDING.value, claimed_at=now)
         .returning(Notification.id)
+        .execution_options(synchronize_session=False)
     )
     return sorted(claimed.scalars().all())
 
