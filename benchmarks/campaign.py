@@ -6,6 +6,7 @@
         [--redis-url redis://127.0.0.1:6379/13] [--analyze-every 60]
         [--profile STAGE [--profile-callees REGEX] [--profile-dump PATH]] [--sql-top N]
         [--stop-after STAGE] [--keep-database NAME] [--no-dispatch]
+        [--external-workers --database-url URL --gateway-url URL]
 
 (benchmarks/README.md describes it and its results.)
 
@@ -45,7 +46,11 @@ and committed as its view or task commits it; jobs after commit are recorded, no
 8. dispatch: a real Celery worker (``celery -A workers worker --pool prefork --concurrency 2``)
    on Redis db 13 and the fake SMS gateway (its own process); the relay task is kicked once (and
    sent again every 10 s, as beat would) until every due message is sent. Reminders are due
-   later: counted, not waited for.
+   later: counted, not waited for. ``--external-workers``: the workers already running (``honcho
+   start -c web=2,worker=2,beat=1``, README.md) do it instead, on their own database
+   (``--database-url``: migrated and empty; the campaign runs in it and empties it again at the
+   end), Redis (``--redis-url``, not flushed) and fake gateway (``--gateway-url``, emptied first);
+   they need config.TestingConfig's PII keys. Each worker's share is reported either way.
 
 ``--clients N`` (default 2, one per core) spreads each stage's calls over N forked processes,
 each with its own database connections, as web and Celery workers serve many users at once;
@@ -140,6 +145,7 @@ from benchmarks.roster_import import (
 )
 from benchmarks.trips_service import PhaseClock, SqlMeter, maxrss_mb, print_table
 from benchmarks.trips_service import build_app as build_embedded_app
+from config import normalize_database_url
 from workers.demand import import_roster
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -737,6 +743,7 @@ PARTS = (
     ((health.Checker,), "know_holders", "Checker.know_holders"),
     ((health,), "_trust_list", "health._trust_list"),
     ((health,), "current_certificates", "health.current_certificates"),
+    ((health,), "_stamp_checked", "health._stamp_checked"),
     ((health,), "_tell_employer", "health._tell_employer"),
     ((trips,), "make_plan", "make_plan"),
     ((trips,), "create_trip", "create_trip"),
@@ -747,7 +754,7 @@ PARTS = (
     ((allocation,), "allocate", "allocation.allocate (pure)"),
     ((trips,), "_give", "_give (rest)"),
     ((trips,), "_mark_entries", "_mark_entries"),
-    ((trips,), "_give_booking_codes", "_give_booking_codes"),
+    ((trips,), "_seat_entries", "_seat_entries (status, booking codes)"),
     ((trips,), "_update_requests", "_update_requests"),
     ((trips,), "_tell_seats", "_tell_seats (build messages)"),
     ((trips,), "notify_many", "notify_many (outbox INSERT)"),
@@ -1472,6 +1479,82 @@ class Dispatch:
     batch_seconds: list[float] = field(default_factory=list)
     task_problems: int = 0
     failures: list[str] = field(default_factory=list)
+    # Tasks each worker ran during the stage (hostname -> task name -> count), from the workers'
+    # own counters (`celery inspect stats`), so external workers are counted too.
+    per_worker: dict[str, dict[str, int]] = field(default_factory=dict)
+    external: bool = False
+
+    @property
+    def batches(self) -> int:
+        counted = sum(tasks.get(notify.SEND_TASK, 0) for tasks in self.per_worker.values())
+        return counted or len(self.batch_seconds)
+
+    def split(self) -> str:
+        """'worker.1@vm 1,200 send_batch (52%) + 3 relay; ...' (batches of up to 100 SMS)."""
+        total = max(self.batches, 1)
+        return "; ".join(
+            f"{name} {tasks.get(notify.SEND_TASK, 0):,} send_batch "
+            f"({tasks.get(notify.SEND_TASK, 0) / total:.0%}) + {tasks.get(notify.RELAY_TASK, 0)} "
+            "relay"
+            for name, tasks in sorted(self.per_worker.items())
+        )
+
+
+@contextmanager
+def campaign_database(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+    """(URL, name) of the campaign's database: a fresh one, dropped at the end; with
+    ``--external-workers`` the one the running workers use (``--database-url``), which must be
+    migrated and empty (no one's data is ever emptied), and is emptied again at the end."""
+    if not args.external_workers:
+        with fresh_named_database(args.postgres_url) as found:
+            yield found
+        return
+    url = normalize_database_url(args.database_url)
+    name = make_url(url).database
+    tables_query = (
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+        "AND tablename != 'alembic_version' ORDER BY tablename"
+    )
+    with psycopg.connect(libpq_dsn(url), autocommit=True, connect_timeout=5) as connection:
+        tables = [table for (table,) in connection.execute(tables_query)]
+        if not tables:
+            raise BenchmarkFailure(
+                f"database {name} has no tables: migrate it first "
+                "(honcho run flask --app app db upgrade)"
+            )
+        has_rows = 'SELECT EXISTS (SELECT FROM "{}")'
+        full = [t for t in tables if connection.execute(has_rows.format(t)).fetchone()[0]]
+        if full:
+            raise BenchmarkFailure(
+                f"database {name} is not empty (rows in {', '.join(full[:5])}): the campaign "
+                "needs a migrated, empty database of its own, and empties it at the end"
+            )
+    try:
+        yield url, name
+    finally:
+        with psycopg.connect(libpq_dsn(url), autocommit=True, connect_timeout=5) as connection:
+            tables = [table for (table,) in connection.execute(tables_query)]
+            listed = ", ".join(f'"{table}"' for table in tables)
+            connection.execute(f"TRUNCATE {listed} RESTART IDENTITY CASCADE")
+        print(f"database {name} emptied (the workers' database: the campaign's rows are gone)")
+
+
+def worker_stats(celery_app) -> dict[str, dict]:
+    """hostname -> `celery inspect stats` of every worker that answers within a second."""
+    return celery_app.control.inspect(timeout=1.0).stats() or {}
+
+
+def tasks_run(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """Tasks each worker ran between two `worker_stats` (their ``total`` counters)."""
+    ran = {}
+    for name, stats in after.items():
+        earlier = before.get(name, {}).get("total", {})
+        ran[name] = {
+            task: count - earlier.get(task, 0)
+            for task, count in stats.get("total", {}).items()
+            if count - earlier.get(task, 0)
+        }
+    return ran
 
 
 def _counts(poll: psycopg.Connection) -> tuple[int, int, int]:
@@ -1508,10 +1591,13 @@ def peak_rss_of_group(pid: int) -> float:
 
 
 def stage_dispatch(run: Run, args: argparse.Namespace, database_url: str, tmp: Path) -> Dispatch:
-    result = Dispatch()
-    redis.Redis.from_url(args.redis_url).flushdb()
-    port = free_port()
-    gateway_url = f"http://127.0.0.1:{port}"
+    result = Dispatch(external=args.external_workers)
+    if args.external_workers:
+        gateway_url = args.gateway_url.rstrip("/")
+        httpx.delete(f"{gateway_url}/v1/sms/messages", timeout=30).raise_for_status()
+    else:
+        redis.Redis.from_url(args.redis_url).flushdb()
+        gateway_url = f"http://127.0.0.1:{free_port()}"
     env = {
         **PII_KEYS,
         "DATABASE_URL": database_url,
@@ -1522,24 +1608,32 @@ def stage_dispatch(run: Run, args: argparse.Namespace, database_url: str, tmp: P
     }
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     with ExitStack() as stack:
-        gateway = start(
-            "the fake SMS gateway",
-            [*FLASK, "notify", "fake-sms-gateway", "--port", str(port)],
-            env,
-            tmp / "gateway.log",
-        )
-        stack.callback(gateway.stop)
-        gateway.wait_for("listening on")
-        worker = start(
-            "celery worker",
-            [*CELERY_WORKER, "--hostname", "campaign@%h"],
-            env,
-            tmp / "worker.log",
-        )
-        stack.callback(worker.stop)
-        worker.wait_for(" ready.")
+        worker = None
+        if not args.external_workers:
+            gateway = start(
+                "the fake SMS gateway",
+                [*FLASK, "notify", "fake-sms-gateway", "--port", gateway_url.rsplit(":", 1)[1]],
+                env,
+                tmp / "gateway.log",
+            )
+            stack.callback(gateway.stop)
+            gateway.wait_for("listening on")
+            worker = start(
+                "celery worker",
+                [*CELERY_WORKER, "--hostname", "campaign@%h"],
+                env,
+                tmp / "worker.log",
+            )
+            stack.callback(worker.stop)
+            worker.wait_for(" ready.")
         sender = build_redis_app(database_url, args.redis_url, gateway_url)
         celery_app = sender.extensions["celery"]
+        before = worker_stats(celery_app)
+        if not before:
+            raise BenchmarkFailure(
+                f"no Celery worker answers on {args.redis_url}"
+                + (": start them first (README.md: honcho)" if args.external_workers else "")
+            )
         poll = psycopg.connect(dsn, autocommit=True)
         stack.callback(poll.close)
         result.due_sms, result.due_other, result.reminders = poll.execute(
@@ -1550,12 +1644,14 @@ def stage_dispatch(run: Run, args: argparse.Namespace, database_url: str, tmp: P
         ).fetchone()
         print(
             f"dispatch: {result.due_sms:,} SMS and {result.due_other:,} staff messages due, "
-            f"{result.reminders:,} reminders later; worker ready, gateway at {gateway_url}",
+            f"{result.reminders:,} reminders later; {len(before)} worker(s) ready "
+            f"({', '.join(sorted(before))}), gateway at {gateway_url}",
             flush=True,
         )
         # One kick, then beat's relay every 10 s. (A kick per 100,000 due messages, as
         # notify_dispatch sends, keeps both pool processes claiming and none sending: with
-        # 300,000 due the first SMS left after 23 s.)
+        # 300,000 due the first SMS left after 23 s.) External workers have their own beat too:
+        # its relays come on top (relays are safe to run at once: SKIP LOCKED claims).
         started = time.perf_counter()
         celery_app.send_task(notify.RELAY_TASK)
         result.relays_sent += 1
@@ -1582,19 +1678,33 @@ def stage_dispatch(run: Run, args: argparse.Namespace, database_url: str, tmp: P
                 print(f"    {now - started:6.1f} s: {sent:,} SMS sent, {waiting:,} waiting")
                 sys.stdout.flush()
                 next_report += 15
-            if bad or worker.process.poll() is not None or now - last_change > STALL_SECONDS:
+            exited = worker is not None and worker.process.poll() is not None
+            if bad or exited or now - last_change > STALL_SECONDS:
                 result.seconds = now - started
                 result.failures.append(
                     f"dispatch stopped: {sent:,} of {result.due_sms:,} SMS sent, {bad} failed, "
-                    f"worker {'exited' if worker.process.poll() is not None else 'running'}"
+                    f"worker {'exited' if exited else 'running'}"
+                    + (
+                        " (do the workers use config.TestingConfig's PII keys, this database "
+                        "and this gateway?)"
+                        if args.external_workers
+                        else ""
+                    )
                 )
-                print(f"\n--- worker log ---\n{worker.tail()}", file=sys.stderr)
+                if worker is not None:
+                    print(f"\n--- worker log ---\n{worker.tail()}", file=sys.stderr)
                 break
-        result.worker_rss_mb = peak_rss_of_group(worker.process.pid)
-        time.sleep(1.0)  # the worker's last log lines
-        times = task_times([worker.text()])
-        result.relay_seconds, result.batch_seconds = times.relay, times.send_batch
-        result.task_problems = times.problems
+        after = worker_stats(celery_app)
+        result.per_worker = tasks_run(before, after)
+        # Each worker's main process and its pool processes (this machine's workers only).
+        pids = [stats["pid"] for stats in after.values() if "pid" in stats]
+        result.worker_rss_mb = max(map(peak_rss_of_group, pids), default=0.0)
+        if worker is not None:
+            time.sleep(1.0)  # the worker's last log lines
+            times = task_times([worker.text()])
+            result.relay_seconds, result.batch_seconds = times.relay, times.send_batch
+            result.task_problems = times.problems
+        print(f"dispatch per worker: {result.split()}", flush=True)
         with ProcessPoolExecutor(1, multiprocessing.get_context("spawn")) as pool:
             messages, keys, digest = pool.submit(gateway_summary, gateway_url).result()
         result.gateway_messages, result.gateway_keys, result.gateway_digest = messages, keys, digest
@@ -1976,11 +2086,18 @@ def report(
             f"{first} s), all {dispatch.due_sms + dispatch.due_other:,} due messages (staff "
             f"email and inbox too) in {dispatch.seconds:.1f} s; {dispatch.reminders:,} "
             f"reminders wait for their time. {dispatch.relays_sent} relay tasks sent; "
-            f"{len(dispatch.batch_seconds):,} send_batch tasks "
-            f"(mean {_mean(dispatch.batch_seconds) * 1000:.0f} ms), relays mean "
-            f"{_mean(dispatch.relay_seconds):.2f} s; {dispatch.gateway_requests:,} gateway "
-            f"requests; worker peak RSS {dispatch.worker_rss_mb:.0f} MB (largest process)."
+            f"{dispatch.batches:,} send_batch tasks"
+            + (
+                f" (mean {_mean(dispatch.batch_seconds) * 1000:.0f} ms), relays mean "
+                f"{_mean(dispatch.relay_seconds):.2f} s"
+                if dispatch.batch_seconds
+                else ""
+            )
+            + f"; {dispatch.gateway_requests:,} gateway requests; worker peak RSS "
+            f"{dispatch.worker_rss_mb:.0f} MB (largest process)."
         )
+        kind = "external workers" if dispatch.external else "the benchmark's worker"
+        print(f"per worker ({kind}): {dispatch.split()}.")
     analyzer = run.analyzer
     if analyzer is not None and analyzer.active:
         tables = Counter(table for _, table in analyzer.entries)
@@ -2079,7 +2196,7 @@ def run_campaign(args: argparse.Namespace) -> int:
             size = make_rosters(campaign, numbers, private_keys, tmp, args.format, args.seed)
             del numbers
         print(f"setup: {len(campaign.employers):,} roster files, {size / 1e6:,.1f} MB", flush=True)
-        database_url, database_name = stack.enter_context(fresh_named_database(args.postgres_url))
+        database_url, database_name = stack.enter_context(campaign_database(args))
         app = build_embedded_app(database_url)
         stack.callback(lambda: _dispose(app))
         meter = Meter(StatementMeter(), args.profile, args.sql_top)
@@ -2123,15 +2240,18 @@ def run_campaign(args: argparse.Namespace) -> int:
             return 0
         dispatch = None
         if not args.no_dispatch:
-            print("dispatch: relay + send_batch on a Celery worker, to the gateway...", flush=True)
+            on = "the running Celery workers" if args.external_workers else "a Celery worker"
+            print(f"dispatch: relay + send_batch on {on}, to the gateway...", flush=True)
             busy, idle = system_cpu()
             dispatch = stage_dispatch(run, args, database_url, tmp)
             busy_now, idle_now = system_cpu()
             meter.stages.append(
                 StageResult(
                     "dispatch",
-                    "Celery prefork x2 + Redis + fake gateway",
-                    calls=dispatch.relays_sent + len(dispatch.batch_seconds),
+                    f"{len(dispatch.per_worker)} running Celery workers + Redis + fake gateway"
+                    if args.external_workers
+                    else "Celery prefork x2 + Redis + fake gateway",
+                    calls=dispatch.relays_sent + dispatch.batches,
                     rows=dispatch.due_sms,
                     rows_label="SMS",
                     seconds=dispatch.seconds,
@@ -2223,7 +2343,31 @@ def main(argv: list[str] | None = None) -> int:
         "--stop-after", choices=STAGES[:-1], help="stop after this stage (no checks, no report)"
     )
     parser.add_argument("--no-dispatch", action="store_true", help="stop after the lock stage")
+    parser.add_argument(
+        "--external-workers",
+        action="store_true",
+        help="dispatch on the Celery workers already running (honcho start: README.md) instead "
+        "of starting one; they must use --database-url, --redis-url (not flushed), "
+        "--gateway-url and config.TestingConfig's PII keys",
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="with --external-workers: their DATABASE_URL, migrated and empty; the campaign runs "
+        "in it and empties it at the end",
+    )
+    parser.add_argument(
+        "--gateway-url",
+        metavar="URL",
+        help="with --external-workers: their SMS_GATEWAY_URL, a fake gateway (emptied first)",
+    )
     args = parser.parse_args(argv)
+    if args.external_workers and not (args.database_url and args.gateway_url):
+        parser.error("--external-workers needs --database-url and --gateway-url")
+    if args.external_workers and args.keep_database:
+        parser.error("--keep-database copies the database, which running workers hold open")
+    if not args.external_workers and (args.database_url or args.gateway_url):
+        parser.error("--database-url and --gateway-url go with --external-workers")
     args.workers = round(args.workers * args.scale)
     args.employers = max(1, round(args.employers * args.scale))
     if args.workers < 15 * args.employers or args.days < 1 or args.counties < 1:

@@ -3,10 +3,13 @@ request ids (web and Celery), and the web under gunicorn as production starts it
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -15,22 +18,34 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+import redis
 from alembic.script import ScriptDirectory
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 
 from app.core import logs
 from app.core.services import TEST_JOB_TASK
 from app.extensions import db, limiter
-from tests.conftest import ROOT, TEST_PII_KEYS, flask_cli, make_app, service_env
+from config import normalize_database_url
+from tests.conftest import (
+    ROOT,
+    TEST_DATABASE_URL,
+    TEST_PII_KEYS,
+    flask_cli,
+    make_app,
+    service_env,
+)
 
 PHONE = "13800138000"
 ID_NUMBER = "11010519491231002X"
@@ -452,3 +467,242 @@ def test_gunicorn_serves_the_checks_and_stops_cleanly_on_sigterm(migrated_sqlite
     assert not [line for line in lines if line["logger"] == "gunicorn.access"]
     assert any(line["message"] == "Handling signal: term" for line in lines)
     assert PHONE not in out.read_text() + err.read_text()
+
+
+# --- honcho: every process of the Procfile, locally ------------------------------------------
+
+HONCHO_BATCH = re.compile(
+    r"^\S+ (worker\.\d+) +\| .*Task fangang\.notify\.send_batch\[[^\]]+\] succeeded in "
+    r"[0-9.e-]+s: \{'sent': (\d+)",
+    re.MULTILINE,
+)
+HONCHO_MESSAGES = 1500  # 15 batches of 100: more than one worker's two pool processes hold
+
+
+def process_tree(root: int) -> dict[int, str]:
+    """Every living descendant of ``root`` (and itself): pid -> start time (/proc stat field
+    22), so a pid reused later is not mistaken for one of them."""
+    table: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[1]), fields[19])
+    found = {root} if root in table else set()
+    frontier = set(found)
+    while frontier:
+        frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - found
+        found |= frontier
+    return {pid: table[pid][1] for pid in found}
+
+
+def still_alive(tree: dict[int, str]) -> dict[int, str]:
+    alive = {}
+    for pid, started in tree.items():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[19] == started and fields[0] != "Z":
+            alive[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return alive
+
+
+def two_free_ports() -> int:
+    """A base port P with P + 1 free as well (honcho gives web.1 P and web.2 P + 1)."""
+    for _ in range(50):
+        port = free_port()
+        with closing(socket.socket()) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    pytest.fail("no two free ports in a row")
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    server = make_url(normalize_database_url(server_url))
+    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"fangang_honcho_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as error:
+        pytest.fail(f"PostgreSQL at TEST_DATABASE_URL={server_url} cannot be reached: {error}")
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def honcho(*args: str) -> list[str]:
+    return [sys.executable, "-m", "honcho", *args]
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_honcho_runs_the_procfile_two_webs_two_workers_one_beat(redis_url, tmp_path):
+    """README, "Run everything locally with honcho": the migrations through `honcho run`, then
+    `honcho start -c web=2,worker=2,beat=1` on a scratch PostgreSQL database and Redis; both
+    webs ready, an outbox of 1,500 SMS delivered exactly once with both workers sending, and
+    Ctrl-C (SIGINT to honcho) stops every process it started, none killed."""
+    from app.notify import services as notify
+    from app.notify.fake_gateway import FakeSmsGateway
+    from app.notify.models import Channel, Notification
+
+    redis.Redis.from_url(redis_url).flushdb()  # no task another test left behind
+    port = two_free_ports()
+    with (
+        scratch_database(TEST_DATABASE_URL) as database_url,
+        FakeSmsGateway() as gateway,
+    ):
+        gateway.set_delay(0.05)  # a batch takes a while, so one worker cannot take them all
+        env_file = tmp_path / "honcho.env"
+        settings = {
+            **service_env(tmp_path, database_url, redis_url),
+            "LOG_FORMAT": "text",
+            "WEB_CONCURRENCY": "1",
+            "SMS_GATEWAY_URL": gateway.url,
+        }
+        env_file.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in settings.items()))
+        env = {k: v for k, v in os.environ.items() if k not in ("PORT", "BIND")}
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+
+        # 1. Migrations: their own step, with the same environment.
+        migrate = subprocess.run(
+            honcho("run", "-e", str(env_file), "flask", "--app", "app", "db", "upgrade"),
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert migrate.returncode == 0, migrate.stderr
+
+        # 2. Everything else.
+        log = tmp_path / "honcho.log"
+        start = ("start", "-e", str(env_file), "--no-colour", "-p", str(port))
+        with log.open("w") as output:
+            manager = subprocess.Popen(
+                honcho(*start, "-c", "web=2,worker=2,beat=1"),
+                cwd=ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        tree: dict[int, str] = {}  # every process honcho started, seen while running
+        try:
+            webs = [f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"]
+
+            def up() -> bool:
+                text = log.read_text()
+                if not all(re.search(rf"worker\.{n}@\S+ ready\.", text) for n in (1, 2)):
+                    return False
+                if "beat: Starting..." not in text:
+                    return False
+                for web in webs:
+                    try:
+                        if httpx.get(f"{web}/readyz", timeout=2).status_code != 200:
+                            return False
+                    except httpx.TransportError:
+                        return False
+                return True
+
+            wait_for(up, manager, log)
+            tree.update(process_tree(manager.pid))
+            started = log.read_text()
+            assert re.search(rf"^\S+ web\.1 +\| .*Listening at: \S+:{port} ", started, re.M)
+            assert re.search(rf"^\S+ web\.2 +\| .*Listening at: \S+:{port + 1} ", started, re.M)
+            assert len(re.findall(r"^\S+ beat\.\d+ +\|.*beat: Starting", started, re.M)) == 1
+            for web in webs:
+                assert httpx.get(f"{web}/readyz").json()["checks"] == {
+                    "database": "ok",
+                    "migrations": "ok",
+                    "redis": "ok",
+                }
+
+            # 3. The outbox, as a locked trip writes it; its commit nudges the relay.
+            app = make_app(database_url, REDIS_URL=redis_url, SMS_GATEWAY_URL=gateway.url)
+            pings = app.extensions["celery"].control.inspect(timeout=5, limit=2).ping() or {}
+            assert {name.split("@")[0] for name in pings} == {"worker.1", "worker.2"}
+            seat = {
+                "name": "张三",
+                "date": "2月20日",
+                "time": "06:30",
+                "meeting_point": "云阳汽车站东门",
+                "vehicle": "渝F·12345",
+                "seat": "12",
+                "driver_phone": "13800138000",
+                "url": "https://fgzt.cn/t/Xk3d9",
+            }
+            with app.app_context():
+                notify.notify_many(
+                    notify.Outgoing(
+                        f"seat.given:h:{n}", Channel.SMS, f"+86139{n:08d}", "seat_given", seat
+                    )
+                    for n in range(HONCHO_MESSAGES)
+                )
+                db.session.commit()
+
+            def sent_by_worker() -> Counter:
+                counts: Counter = Counter()
+                for worker, sent in HONCHO_BATCH.findall(log.read_text()):
+                    counts[worker] += int(sent)
+                return counts
+
+            wait_for(lambda: sum(sent_by_worker().values()) >= HONCHO_MESSAGES, manager, log)
+            with app.app_context():
+                statuses = Counter(db.session.scalars(select(Notification.status)))
+                keys = set(db.session.scalars(select(Notification.idempotency_key)))
+                db.session.remove()
+                db.engine.dispose()
+        finally:
+            # 4. Ctrl-C: honcho sends SIGTERM to each process's group and waits for them.
+            tree.update(process_tree(manager.pid))
+            manager.send_signal(signal.SIGINT)
+            try:
+                returncode = manager.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                manager.kill()
+                raise
+            finally:
+                leftovers = still_alive(tree)
+                for pid in leftovers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+        delivered = [m["idempotency_key"] for m in gateway.messages]
+
+    text = log.read_text()
+    assert statuses == {"sent": HONCHO_MESSAGES}
+    assert len(delivered) == HONCHO_MESSAGES  # exactly once each...
+    assert set(delivered) == keys  # ...and these very messages
+    split = sent_by_worker()
+    assert sum(split.values()) == HONCHO_MESSAGES, split  # no batch sent twice
+    assert set(split) == {"worker.1", "worker.2"}, split  # both workers did some of the work
+    assert all(split.values()), split
+    # Stopped cleanly: SIGINT's 130, every process stopped by itself (none needed a SIGKILL),
+    # and nothing honcho started is left: the five it reports, their children (gunicorn's
+    # worker, Celery's pool processes) and honcho's own helpers.
+    assert returncode == 130, text[-3000:]
+    assert "SIGKILL" not in text, text[-3000:]
+    stopped = re.findall(r"^\S+ system +\| (\S+) stopped \(rc=(-?\d+)\)", text, re.M)
+    assert sorted(stopped) == [
+        ("beat.1", "0"),
+        ("web.1", "0"),
+        ("web.2", "0"),
+        ("worker.1", "0"),
+        ("worker.2", "0"),
+    ], text[-3000:]
+    reported = {int(pid) for pid in re.findall(r"\| \S+ started \(pid=(\d+)\)", text)}
+    assert len(reported) == 5, text[:2000]
+    assert reported < set(tree), tree  # seen running, with children of their own
+    assert len(tree) > 1 + 2 * len(reported), tree
+    assert leftovers == {}, leftovers
