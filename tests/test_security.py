@@ -147,7 +147,7 @@ ACCESS: dict[str, Access] = {
     "health.override": allow(C, hidden=REGION),
     # Any coordinator may open a certificate scan, whatever the worker's region (the model's
     # rule: HealthCertificate.visible_to); the worker's employer may, another employer not.
-    "health.certificate_scan": allow(E, C, A, hidden=ORG),
+    "health.certificate_scan": allow(E, C, A, hidden=ORG + REGION),
     "fleet.operators": allow(C, A),
     "fleet.operator": allow(C, A),
     "fleet.new_vehicle": allow(C, A),

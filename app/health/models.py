@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.access import Role
 from app.core.clock import utcnow
-from app.demand.models import Worker
+from app.demand.models import RosterEntry, TransportRequest, Worker
 from app.extensions import db
 
 
@@ -98,5 +98,12 @@ class HealthCertificate(db.Model):
         if user.role == Role.EMPLOYER:
             return cls.worker_id.in_(
                 db.select(Worker.id).where(Worker.organization_id == user.organization_id)
+            )
+        if user.role == Role.COORDINATOR:
+            # The certificates of workers on requests the coordinator's region sees.
+            return cls.worker_id.in_(
+                db.select(RosterEntry.worker_id)
+                .join(TransportRequest)
+                .where(TransportRequest.visible_to(user))
             )
         return true()
