@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from app.core.models import AuditEntry
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
@@ -229,3 +229,37 @@ def test_a_certificate_that_no_longer_clears_stops_the_worker_at_the_door(
         )
         assert seat.boarding is None
         assert db.session.get(RosterEntry, entry_id).status == EntryStatus.SEATED
+
+
+def test_boarding_and_seat_pages_cost_the_same_for_a_full_coach(
+    app,
+    people,
+    client_as,
+    three_employers,  # noqa: F811
+):
+    """Every scan re-renders the list of those not yet here: one statement per worker (their
+    name, their employer) made boarding a full train slower with each scan."""
+    trip_id = locked_trip(app, people, three_employers)
+    coordinator = client_as("coordinator")
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    def selects(url: str) -> int:
+        statements.clear()
+        with app.app_context():
+            event.listen(db.engine, "before_cursor_execute", count)
+            try:
+                page = coordinator.get(url)
+            finally:
+                event.remove(db.engine, "before_cursor_execute", count)
+        assert page.status_code == 200
+        return len([s for s in statements if s.startswith("SELECT")])
+
+    with app.app_context():
+        waiting = len(trips.assignments(trip_id))
+    assert waiting >= 40
+    # The session's user, the trip, its vehicle, its seats with workers and employers, counts.
+    assert selects(f"/trips/{trip_id}/boarding") <= 10
+    assert selects(f"/trips/{trip_id}/seats") <= 12

@@ -40,7 +40,8 @@ other tests do. All times are relative to the day the test runs (the train leave
 tomorrow at 08:20, Shanghai time): nothing depends on the hour. Screenshots of each role's key
 page go to test-artifacts/k4016-*.png. With ``-s`` each step prints its wall time.
 
-The tests after it reproduce, in miniature, the app bugs met on the way (strict xfails).
+The tests after it reproduce, in miniature, the app bugs met on the way: the fixed ones as
+plain tests, the one still open as a strict xfail.
 """
 
 from __future__ import annotations
@@ -1018,7 +1019,7 @@ def test_k4016_through_the_pages(app, k4016, live_server, browser):  # noqa: F81
     clock.lap("checks")
 
 
-# --- bugs found on the way (each xfail is strict: when it passes, remove the marker) ---------
+# --- bugs found on the way (an xfail is strict: when it passes, remove the marker) ------------
 
 
 def small_chain(app: Flask, people, issuer_key: str, workers: int = 4, failing: int = 0):
@@ -1134,12 +1135,6 @@ def test_a_connecting_leg_can_be_planned_on_the_plan_page(app, people, issuer_ke
         assert db.session.get(Trip, trip_of(app, coach)).connects_from_id == train_trip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a request whose last open worker (blocked by the health check) is withdrawn "
-    "after every other worker was handed over stays 'scheduled' instead of 'completed': "
-    "withdrawing never runs the completion check that confirm_handover runs.",
-)
 def test_withdrawing_the_last_open_worker_completes_the_request(app, people, issuer_key, client_as):
     request_id, train, coach = small_chain(app, people, issuer_key, workers=4, failing=1)
     escort = client_as("coordinator")
@@ -1164,30 +1159,37 @@ def test_withdrawing_the_last_open_worker_completes_the_request(app, people, iss
         assert db.session.get(TransportRequest, request_id).status == RequestStatus.COMPLETED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a worker isolated with fever (or marked no-show) at the train door is "
-    "'boarded' at the door of the connecting coach: board() skips every check on a "
-    "connecting leg and never asks whether the worker boarded the feeding trip.",
-)
 def test_a_worker_isolated_on_the_train_cannot_board_the_coach(app, people, issuer_key, client_as):
+    """Nor can one marked as not there at the train's door: only those who boarded the
+    feeding trip ride on."""
     _request_id, train, coach = small_chain(app, people, issuer_key)
     escort = client_as("coordinator")
-    (_isolated, code), *rest = train_codes(app, train)
+    (_isolated, code), (absent, absent_code), *rest = train_codes(app, train)
     url = f"/trips/{train}/boarding"
     assert b"verdict-stop" in submit(escort, url, {"code": code, "temperature": "38.5"}).data
     for _entry, other in rest:
         assert b"verdict-ok" in submit(escort, url, {"code": other, "temperature": "36.5"}).data
-    at_the_coach = submit(escort, f"/trips/{coach}/boarding", {"code": code, "temperature": "36.5"})
-    assert b"verdict-ok" not in at_the_coach.data
+    no_show = f"/trips/{train}/boarding/{absent}/no-show"
+    assert submit(escort, no_show, form_url=url).status_code == 302
+    for action in ("depart", "arrive"):
+        assert submit(escort, f"/trips/{train}/{action}", form_url=f"/trips/{train}").status_code
+
+    with app.test_request_context():  # the messages as the page shows them (Chinese)
+        fever, not_on_the_train = (
+            str(BOARDING_MESSAGES[code]) for code in ("fever", "missed_connection")
+        )
+    at_the_coach = f"/trips/{coach}/boarding"
+    isolated = submit(escort, at_the_coach, {"code": code, "temperature": "36.5"})
+    assert b"verdict-stop" in isolated.data
+    assert fever in isolated.get_data(as_text=True)
+    missed = submit(escort, at_the_coach, {"code": absent_code, "temperature": "36.5"})
+    assert b"verdict-stop" in missed.data
+    assert not_on_the_train in missed.get_data(as_text=True)
+    _entry, boarded_code = rest[0]
+    rode = submit(escort, at_the_coach, {"code": boarded_code, "temperature": "36.5"})
+    assert b"verdict-ok" in rode.data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the request page offers 'Handover' for the closed train (everyone rode on by "
-    "coach), and that page says 'The handover opens when the trip has arrived.' although the "
-    "trip has arrived and there is nothing to hand over there.",
-)
 def test_no_handover_is_offered_for_a_train_everyone_rides_on_from(
     app, people, issuer_key, client_as
 ):

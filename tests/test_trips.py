@@ -182,7 +182,7 @@ def test_plan_apply_allocate_move_lock_manifest(app, client_as, three_employers)
     )
     assert stale.status_code == 409
     with app.app_context():
-        assert trips._assignment(db.session.get(Trip, trip_id), first_id).seat_label == free
+        assert trips._assignment(trip_id, first_id).seat_label == free
 
     locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
     assert locked.status_code == 302

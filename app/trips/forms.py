@@ -250,6 +250,10 @@ BOARDING_MESSAGES = {
         "Do not board: fever. Take the worker to the isolation point; the employer and the "
         "coordinators are told."
     ),
+    "missed_connection": _l(
+        "Do not board: this worker did not board the trip before this one. Call the "
+        "coordinator."
+    ),
 }
 MESSAGES.update(
     {

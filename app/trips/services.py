@@ -23,7 +23,7 @@ from flask_babel import force_locale, format_date, format_datetime, format_time
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy.orm import aliased, contains_eager, joinedload
 
 from app.accounts.models import User
 from app.accounts.services import organization_users, region_coordinators
@@ -583,10 +583,10 @@ def _update_requests(request_ids: Iterable[int]) -> None:
     db.session.flush()
 
 
-def _assignment(trip: Trip, entry_id: int) -> SeatAssignment | None:
+def _assignment(trip_id: int, entry_id: int) -> SeatAssignment | None:
     return db.session.scalar(
         select(SeatAssignment).where(
-            SeatAssignment.trip_id == trip.id, SeatAssignment.roster_entry_id == entry_id
+            SeatAssignment.trip_id == trip_id, SeatAssignment.roster_entry_id == entry_id
         )
     )
 
@@ -631,7 +631,7 @@ def swap_seats(trip_id: int, entry_a: int, entry_b: int, seen_version: int, acto
     if trip.status not in SEATING_STATUSES:
         raise DomainError("trip.not_seating")
     _check_version(trip, seen_version)
-    a, b = _assignment(trip, entry_a), _assignment(trip, entry_b)
+    a, b = _assignment(trip.id, entry_a), _assignment(trip.id, entry_b)
     if a is None or b is None or a.id == b.id:
         raise DomainError("seat.swap_needs_two")
     seats = {entry_a: b.seat_label, entry_b: a.seat_label}
@@ -666,7 +666,7 @@ def unseat(trip_id: int, entry_id: int, seen_version: int | None, actor: User | 
     if trip.status not in SEATING_STATUSES:
         raise DomainError("trip.not_seating")
     _check_version(trip, seen_version)
-    current = _assignment(trip, entry_id)
+    current = _assignment(trip.id, entry_id)
     if current is None:
         raise DomainError("seat.not_seated")
     _free([trip], {entry_id})
@@ -841,6 +841,30 @@ def trips_of_request(request_id: int) -> list[tuple[Trip, int]]:
     ]
 
 
+def final_legs(request_id: int) -> set[int]:
+    """Trips on which some of a request's workers reach their last stop (no onward leg):
+    where the employer receives them."""
+    onward, next_trip = aliased(SeatAssignment), aliased(Trip)
+    rides_on = (
+        select(onward.id)
+        .join(next_trip, onward.trip_id == next_trip.id)
+        .where(
+            onward.roster_entry_id == SeatAssignment.roster_entry_id,
+            next_trip.connects_from_id == SeatAssignment.trip_id,
+            next_trip.status != TripStatus.CANCELLED,
+        )
+        .exists()
+    )
+    return set(
+        db.session.scalars(
+            select(SeatAssignment.trip_id)
+            .join(RosterEntry, SeatAssignment.roster_entry_id == RosterEntry.id)
+            .where(RosterEntry.request_id == request_id, ~rides_on)
+            .distinct()
+        )
+    )
+
+
 def seats_of_entries(entry_ids: list[int]) -> dict[int, list[tuple[Trip, str]]]:
     """Per roster entry: its trips and seats (as printed on a ticket), in travel order."""
     rows = db.session.execute(
@@ -956,6 +980,12 @@ def seat_holders(trip_id: int) -> list[tuple[SeatAssignment, RosterEntry]]:
     rows = db.session.execute(
         select(SeatAssignment, RosterEntry)
         .join(RosterEntry, SeatAssignment.roster_entry_id == RosterEntry.id)
+        .options(  # what the pages show of each: one query for a whole train
+            joinedload(RosterEntry.worker, innerjoin=True),
+            joinedload(RosterEntry.request, innerjoin=True).joinedload(
+                TransportRequest.organization, innerjoin=True
+            ),
+        )
         .where(SeatAssignment.trip_id == trip_id)
     ).all()
     trip = db.session.get(Trip, trip_id)
@@ -1050,6 +1080,7 @@ BOARDING_VERDICTS = (
     "unknown_code",
     "health_blocked",
     "fever",
+    "missed_connection",
 )
 
 
@@ -1075,7 +1106,7 @@ def board(trip_id: int, code_text: str, celsius: Decimal, actor: User) -> Boardi
     if entry is None:
         return BoardingVerdict("unknown_code")
     name = entry.worker.name
-    seat = _assignment(trip, entry.id)
+    seat = _assignment(trip.id, entry.id)
     if seat is None:
         other = db.session.scalar(
             select(Trip)
@@ -1093,7 +1124,15 @@ def board(trip_id: int, code_text: str, celsius: Decimal, actor: User) -> Boardi
         return BoardingVerdict("already_boarded", name, shown)
     if seat.boarding == "isolated":
         return BoardingVerdict("fever", name, shown)
-    if trip.connects_from_id is None:  # the health certificate, judged at the door
+    if trip.connects_from_id is not None:
+        # Only those who boarded the feeding trip ride on: not one isolated with fever or
+        # marked as not there at its door.
+        before = _assignment(trip.connects_from_id, entry.id)
+        if before is None or before.boarding != "boarded":
+            record_audit("boarding.missed_connection", seat, actor, trip_id=trip.id)
+            isolated = before is not None and before.boarding == "isolated"
+            return BoardingVerdict("fever" if isolated else "missed_connection", name, shown)
+    else:  # the health certificate, judged at the door
         checker = health.Checker(trip.health_freshness_hours)
         certificate = health.current_certificates([entry.worker_id]).get(entry.worker_id)
         verdict = checker.verdict(entry.worker, certificate, trip.departs_at)
@@ -1140,7 +1179,7 @@ def mark_no_show(trip_id: int, entry_id: int, actor: User) -> None:
     trip = lock_trip(trip_id)
     if trip.status != TripStatus.LOCKED:
         raise DomainError("boarding.not_open")
-    seat = _assignment(trip, entry_id)
+    seat = _assignment(trip.id, entry_id)
     if seat is None:
         raise DomainError("seat.not_seated")
     if seat.boarding is not None:
@@ -1319,6 +1358,17 @@ def _complete_if_done(request: TransportRequest) -> None:
         record_audit("request.completed", request, None)
 
 
+def _handed_over_any(request_id: int) -> bool:
+    return (
+        db.session.scalar(
+            select(RosterEntry.id)
+            .where(RosterEntry.request_id == request_id, RosterEntry.status == EntryStatus.ARRIVED)
+            .limit(1)
+        )
+        is not None
+    )
+
+
 # --- withdrawals and cancelled requests ------------------------------------------------------
 
 
@@ -1353,6 +1403,9 @@ def withdraw_from_travel(entry_id: int, actor: User | None) -> None:
     demand.withdraw_entry(entry, actor)
     _update_requests([entry.request_id])  # the others may all be seated: scheduled again
     request = entry.request
+    # The last worker still open after the others were handed over: the request is done.
+    if _handed_over_any(request.id):
+        _complete_if_done(request)
     told = (
         region_coordinators(request.origin_region_code, request.destination_region_code)
         if had_seat

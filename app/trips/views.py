@@ -490,6 +490,12 @@ def boarding(trip_id: int):
     return _boarding_page(trip, form, verdict, status)
 
 
+def _seat_text_of(trip: Trip):
+    """A seat label as printed, for a page's rows: the seat map is built once, not a row."""
+    seat_map = trip.vehicle.seat_map
+    return lambda label: seat_map.seat(label).display
+
+
 def _boarding_page(trip: Trip, form: BoardingForm, verdict, status: int = 200):
     db.session.refresh(trip)
     waiting = [
@@ -506,7 +512,7 @@ def _boarding_page(trip: Trip, form: BoardingForm, verdict, status: int = 200):
             verdict_text=_verdict_text(verdict) if verdict else None,
             counts=services.boarding_counts(trip.id),
             waiting=waiting,
-            seat_text=lambda label: trip.vehicle.seat_map.seat(label).display,
+            seat_text=_seat_text_of(trip),
             action_form=FlaskForm(),
         ),
         status,
@@ -591,7 +597,7 @@ def handover(request_id: int, trip_id: int):
         due=services.handover_due(trip).get(request_id),
         confirmed=confirmed,
         form=form,
-        seat_text=lambda label: trip.vehicle.seat_map.seat(label).display,
+        seat_text=_seat_text_of(trip),
     )
 
 
