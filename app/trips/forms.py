@@ -251,8 +251,7 @@ BOARDING_MESSAGES = {
         "coordinators are told."
     ),
     "missed_connection": _l(
-        "Do not board: this worker did not board the trip before this one. Call the "
-        "coordinator."
+        "Do not board: this worker did not board the trip before this one. Call the coordinator."
     ),
 }
 MESSAGES.update(
