@@ -40,8 +40,7 @@ other tests do. All times are relative to the day the test runs (the train leave
 tomorrow at 08:20, Shanghai time): nothing depends on the hour. Screenshots of each role's key
 page go to test-artifacts/k4016-*.png. With ``-s`` each step prints its wall time.
 
-The tests after it reproduce, in miniature, the app bugs met on the way: the fixed ones as
-plain tests, the one still open as a strict xfail.
+The tests after it reproduce, in miniature, the app bugs met on the way (all fixed since).
 """
 
 from __future__ import annotations
@@ -1019,7 +1018,7 @@ def test_k4016_through_the_pages(app, k4016, live_server, browser):  # noqa: F81
     clock.lap("checks")
 
 
-# --- bugs found on the way (an xfail is strict: when it passes, remove the marker) ------------
+# --- bugs found on the way ------------------------------------------------------------------
 
 
 def small_chain(app: Flask, people, issuer_key: str, workers: int = 4, failing: int = 0):
@@ -1064,13 +1063,6 @@ def train_codes(app: Flask, trip_id: int) -> list[tuple[int, str]]:
         ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: /trips/plan cannot make a leg that connects from another trip. Before the "
-    "feeder's seats are given, Apply refuses ('N planned, but only 0 workers wait'); after, "
-    "the requests are 'scheduled' and no longer offered, and the plan counts only workers "
-    "without a seat. (test_k4016_through_the_pages works around it with the trip form.)",
-)
 def test_a_connecting_leg_can_be_planned_on_the_plan_page(app, people, issuer_key, client_as):
     with app.app_context():
         request = scenario.approved_request(

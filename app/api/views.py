@@ -931,11 +931,16 @@ def _plan_form(payload: dict) -> PlanForm:
 @roles_required(COORDINATOR)
 def plan_trips():
     form = _plan_form(_payload())
+    leg = form.leg(health.local_zone())
     requests = list(
         db.session.scalars(
             select_visible(TransportRequest).where(
                 TransportRequest.id.in_(form.requests.data or []),
-                TransportRequest.status == RequestStatus.APPROVED,
+                TransportRequest.status.in_(
+                    [RequestStatus.APPROVED]
+                    if leg.connects_from_id is None
+                    else [RequestStatus.APPROVED, RequestStatus.SCHEDULED]
+                ),
             )
         )
     )
@@ -946,7 +951,7 @@ def plan_trips():
     )
     if not requests or not vehicles:
         raise ApiError(422, "plan.nothing", trips_message("plan.nothing"))
-    result = trips.make_plan(requests, vehicles, form.leg(health.local_zone()).policy)
+    result = trips.make_plan(requests, vehicles, leg.policy, leg.connects_from_id)
     return {
         "missing_seats": result.missing_seats,
         "vehicles": [

@@ -297,10 +297,20 @@ def vehicle_option(vehicle: Vehicle, policy: allocation.Policy) -> allocation.Ve
 
 
 def make_plan(
-    requests: Sequence[TransportRequest], vehicles: Sequence[Vehicle], policy: allocation.Policy
+    requests: Sequence[TransportRequest],
+    vehicles: Sequence[Vehicle],
+    policy: allocation.Policy,
+    connects_from_id: int | None = None,
 ) -> allocation.Plan:
-    """Which requests ride which of these vehicles (the pure planner on today's numbers)."""
-    counts = plannable_counts(r.id for r in requests)
+    """Which requests ride which of these vehicles (the pure planner on today's numbers): on
+    a first leg their workers waiting for a seat, on a connecting leg those the feeding trip
+    carries who have no onward seat yet."""
+    ids = [r.id for r in requests]
+    counts = (
+        _feeder_counts(connects_from_id, ids)
+        if connects_from_id is not None
+        else plannable_counts(ids)
+    )
     groups = [(str(r.id), counts.get(r.id, 0)) for r in requests if counts.get(r.id)]
     return allocation.plan(groups, [vehicle_option(v, policy) for v in vehicles])
 
@@ -323,9 +333,13 @@ def apply_plan(
     policy = leg.policy
     request_ids = {rid for per in loads.values() for rid in per}
     requests = {r.id: r for r in _lock_requests(request_ids)}
-    if set(requests) != request_ids or any(
-        r.status != RequestStatus.APPROVED for r in requests.values()
-    ):
+    # A connecting leg carries on workers already seated: their request may be scheduled.
+    allowed = (
+        (RequestStatus.APPROVED,)
+        if leg.connects_from_id is None
+        else (RequestStatus.APPROVED, RequestStatus.SCHEDULED)
+    )
+    if set(requests) != request_ids or any(r.status not in allowed for r in requests.values()):
         raise DomainError("plan.requests_changed")
     vehicles = {v.id: v for v in db.session.scalars(select(Vehicle).where(Vehicle.id.in_(loads)))}
     if set(vehicles) != set(loads):

@@ -237,8 +237,10 @@ def _plan_filters() -> dict[str, str]:
 def _plan_choices(form: PlanForm) -> tuple[list[TransportRequest], list[Vehicle]]:
     """Approved requests (narrowed by origin and destination code prefix and a day inside
     their departure window) and the active vehicles."""
+    # Scheduled requests too: every worker has a first-leg seat, but they may need an onward
+    # leg (a coach from the station the train reaches).
     query = select_visible(TransportRequest).where(
-        TransportRequest.status == RequestStatus.APPROVED
+        TransportRequest.status.in_([RequestStatus.APPROVED, RequestStatus.SCHEDULED])
     )
     filters = _plan_filters()
     if filters["origin"]:
@@ -338,7 +340,9 @@ def plan():
                     db.session.rollback()
         leg = _leg(form) if not form.form_errors else None
         if leg is not None:
-            result = services.make_plan(chosen_requests, chosen_vehicles, leg.policy)
+            result = services.make_plan(
+                chosen_requests, chosen_vehicles, leg.policy, leg.connects_from_id
+            )
     vehicles = {v.id: v for v in chosen_vehicles}
     return render_template(
         "trips/plan.html",
