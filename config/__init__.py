@@ -102,6 +102,8 @@ class Config:
     MAIL_SENDER = "返岗直通车 <noreply@fangang.local>"
     NOTIFY_MAX_ATTEMPTS = 6
     NOTIFY_RETRY_BASE_SECONDS = 30
+    # A row left 'sending' this long (its worker or its queued batch was lost) is sent again;
+    # keep it above the longest a batch can take (SMS_GATEWAY_TIMEOUT per 100 messages).
     NOTIFY_STALE_MINUTES = 10
     # Uploads (roster files) are refused above this, before they are read into memory.
     MAX_CONTENT_LENGTH = 12 * 1024 * 1024
@@ -123,15 +125,16 @@ class Config:
         for name in ("PII_KEYS", "PII_HASH_KEY"):
             if env.get(name):
                 settings[name] = env[name]
-        for name in (
-            "SMTP_PORT",
-            "NOTIFY_MAX_ATTEMPTS",
-            "NOTIFY_RETRY_BASE_SECONDS",
-            "NOTIFY_STALE_MINUTES",
-        ):
+        for name in ("SMTP_PORT", "NOTIFY_MAX_ATTEMPTS", "NOTIFY_RETRY_BASE_SECONDS"):
             if env.get(name):
                 settings[name] = int(env[name])
-        for name in ("SMS_GATEWAY_TIMEOUT", "SMS_PER_SECOND", "SMTP_TIMEOUT"):
+        # NOTIFY_STALE_MINUTES may be a fraction (0.5: half a minute).
+        for name in (
+            "SMS_GATEWAY_TIMEOUT",
+            "SMS_PER_SECOND",
+            "SMTP_TIMEOUT",
+            "NOTIFY_STALE_MINUTES",
+        ):
             if env.get(name):
                 settings[name] = float(env[name])
         if env.get("SMTP_STARTTLS"):

@@ -13,7 +13,9 @@ import tempfile
 
 # Tests keep their instance files (dev keys, demo issuer key) out of the checkout.
 os.environ.setdefault("FANGANG_INSTANCE_PATH", tempfile.mkdtemp(prefix="fangang-test-"))
+import email
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -21,11 +23,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.policy import default as default_policy
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
+from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -35,6 +39,7 @@ from app import create_app
 from app.accounts import services as accounts
 from app.core.access import Role
 from app.extensions import db, limiter
+from app.notify.fake_gateway import FakeSmsGateway
 from config import TestingConfig, normalize_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,3 +329,94 @@ def celery_worker(migrated_postgres_url: str, redis_url: str, tmp_path: Path) ->
     options = ("--pool", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat")
     with celery_process("worker", env, tmp_path / "worker.log", "ready.", *options):
         yield
+
+
+# --- the outside world: a mail server, an SMS gateway, a Redis of a test's own --------------
+
+
+class Inbox:
+    """A real SMTP server (aiosmtpd) keeping what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=default_policy)
+        message["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
+        self.messages.append(message)
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server():
+    inbox = Inbox()
+    inbox.port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
+
+
+@pytest.fixture
+def gateway():
+    with FakeSmsGateway() as fake:
+        yield fake
+
+
+class OwnRedis:
+    """A redis-server of this test's own, on a free port, that the test stops and starts
+    (the shared one keeps serving the other tests)."""
+
+    def __init__(self, tmp: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.tmp = tmp
+        self.process: subprocess.Popen | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = OwnRedis(tmp_path)
+    server.start()
+    yield server
+    if server.process and server.process.poll() is None:
+        server.stop()

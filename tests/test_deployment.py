@@ -170,13 +170,18 @@ def test_unreachable_database_is_a_503_not_a_500(tmp_path):
     assert "missing-dir" not in response.get_data(as_text=True)
 
 
-def test_unreachable_redis_is_a_quick_503_without_the_address(migrated_sqlite, tmp_path):
+def test_unreachable_redis_is_degraded_not_down_quickly_without_the_address(
+    migrated_sqlite, tmp_path
+):
+    """Ready still (the pages work without Redis): a load balancer must not take every web
+    node out during a Redis outage. Said in the body, found out quickly."""
     url = f"redis://:s3cret-password@127.0.0.1:{free_port()}/0"
     with app_on(f"sqlite:///{migrated_sqlite}", REDIS_URL=url, STARTUP_CHECKS=False) as app:
         started = time.monotonic()
         response, body = ready(app)
         elapsed = time.monotonic() - started
-    assert response.status_code == 503
+    assert response.status_code == 200
+    assert body["status"] == "degraded"
     assert body["failed"] == ["redis"]
     assert body["checks"] == {"database": "ok", "migrations": "ok", "redis": "unreachable"}
     assert elapsed < 2
@@ -185,7 +190,7 @@ def test_unreachable_redis_is_a_quick_503_without_the_address(migrated_sqlite, t
     assert "127.0.0.1" not in shown
 
 
-def test_hung_redis_fails_readiness_within_the_timeout(migrated_sqlite):
+def test_hung_redis_is_found_out_within_the_timeout(migrated_sqlite):
     with (
         silent_server() as port,
         app_on(
@@ -198,8 +203,8 @@ def test_hung_redis_fails_readiness_within_the_timeout(migrated_sqlite):
         started = time.monotonic()
         response, body = ready(app)
         elapsed = time.monotonic() - started
-    assert response.status_code == 503
-    assert body["failed"] == ["redis"]
+    assert response.status_code == 200
+    assert (body["status"], body["failed"]) == ("degraded", ["redis"])
     assert elapsed < 3
 
 

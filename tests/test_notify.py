@@ -3,64 +3,24 @@ server and the fake SMS gateway (a real HTTP server), retries, gives up, and is 
 retried from the operator page."""
 
 import contextlib
-import email
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from datetime import timedelta
-from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from app.core.clock import utcnow
 from app.extensions import db
 from app.notify import services
-from app.notify.fake_gateway import FakeSmsGateway
 from app.notify.models import Channel, Notification
 from tests.conftest import ROOT, celery_process, make_app, service_env, submit
 from tests.test_demand import action, add_everyone, add_worker, create_request
 from workers.notify import relay_due
-
-
-class Inbox:
-    """A real SMTP server (aiosmtpd) keeping what it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.content, policy=default_policy)
-        message["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
-        self.messages.append(message)
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def smtp_server():
-    inbox = Inbox()
-    inbox.port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
-    controller.start()
-    yield inbox
-    controller.stop()
-
-
-@pytest.fixture
-def gateway():
-    with FakeSmsGateway() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -275,59 +235,6 @@ def test_without_a_gateway_messages_go_to_a_file_in_development(app, people):
 
 
 # --- real Redis, real worker ---------------------------------------------------------------
-
-
-class OwnRedis:
-    """A redis-server of this test's own, on a free port, that the test stops and starts
-    (the shared one keeps serving the other tests)."""
-
-    def __init__(self, tmp: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.tmp = tmp
-        self.process: subprocess.Popen | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.tmp),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    server = OwnRedis(tmp_path)
-    server.start()
-    yield server
-    if server.process and server.process.poll() is None:
-        server.stop()
 
 
 @pytest.mark.postgres

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from flask import Flask, jsonify, render_template, request
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
@@ -45,6 +49,40 @@ def register_error_handlers(app: Flask) -> None:
             return json_error(error.code)
         return render_template("errors/error.html", status=shown), error.code
 
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def database_unavailable(error: SQLAlchemyError):
+        """The database went away under the request (its connection killed, a restart, a
+        failover) or turned it away for a moment (a deadlock, a lock or statement timeout):
+        the transaction is rolled back, nothing of it was saved (unless the connection died
+        during COMMIT itself, a case no client can tell; the retry then meets what was
+        saved, as a double submit does). 503, and the page says to try again; the pool drops
+        the dead connection and the next request gets a fresh one."""
+        original = getattr(error, "orig", None) or error
+        reason = (str(original).strip().splitlines() or [""])[0][:200]  # no SQL, no values
+        log.warning("database unavailable (%s: %s): answered 503", type(original).__name__, reason)
+        with contextlib.suppress(SQLAlchemyError):
+            db.session.rollback()
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        if request.path.startswith("/api/"):
+            response, status = json_error(503)
+            return response, status, headers
+        try:
+            page = render_template("errors/error.html", status=503)
+        except SQLAlchemyError:  # the page itself needs the database (the signed-in user)
+            with contextlib.suppress(SQLAlchemyError):
+                db.session.rollback()
+            # The error page's own sentence.
+            page = escape(
+                _(
+                    "An error occurred on our side and nothing was saved. Please try again in "
+                    "a moment; if it happens again, tell your coordinator."
+                )
+            )
+        return page, 503, headers
+
+
+RETRY_AFTER_SECONDS = 5
 
 HTTP_MESSAGES = {
     400: _l("The request could not be read."),

@@ -29,17 +29,22 @@ def enqueue_after_commit(task_name: str, *ids: int) -> None:
         pending.append((task_name, ids))
 
 
-def dispatch(task_name: str, ids: tuple[int, ...]) -> None:
+def dispatch(task_name: str, ids: tuple[int, ...]) -> bool:
+    """Send the job to the workers (or run it here, embedded). Never raises: False when it
+    could not be sent (Redis away) or, run here, failed; the caller may put its work back."""
     celery_app = current_app.extensions["celery"]
     try:
         if celery_app.conf.task_always_eager:
             result = celery_app.tasks[task_name].apply(args=ids)
             if result.failed():
                 log.error("in-process job %s%r failed: %s", task_name, ids, result.result)
+                return False
         else:
             celery_app.send_task(task_name, args=ids)
     except Exception:
         log.exception("job %s%r could not be dispatched", task_name, ids)
+        return False
+    return True
 
 
 # SQLAlchemy also emits these for a savepoint (begin_nested); only the outermost transaction

@@ -52,16 +52,23 @@ def healthz():
 @limiter.exempt
 def readyz():
     """Readiness, for a load balancer: the database answers and is at (or past) the
-    migrations' head, and Redis answers when REDIS_URL is set. 200 or 503 with the checks by
-    name; a failure's reason goes to the log, never into the body."""
+    migrations' head. 200 or 503 with the checks by name; a failure's reason goes to the log,
+    never into the body.
+
+    Redis (when REDIS_URL is set) is checked and reported, but its loss only makes the answer
+    "degraded", still 200: every page keeps working without it (jobs and messages wait in the
+    database's outbox, rate limits fall back to each process), and taking every web node out
+    of the pool during a Redis outage would turn a delay into a full outage."""
     timeout = float(current_app.config["READINESS_TIMEOUT"])
     checks = _check_database(timeout)
     checks["redis"] = _check_redis(current_app.config.get("REDIS_URL"), timeout)
     failed = [name for name, state in checks.items() if state not in PASSING]
-    body = {"status": "unavailable" if failed else "ok", "checks": checks}
+    fatal = [name for name in failed if name != "redis"]
+    status = "unavailable" if fatal else "degraded" if failed else "ok"
+    body = {"status": status, "checks": checks}
     if failed:
         body["failed"] = failed
-    return _no_store(jsonify(body)), 503 if failed else 200
+    return _no_store(jsonify(body)), 503 if fatal else 200
 
 
 # States that fail nothing. "ahead": the database is at a revision this code does not know, i.e.

@@ -9,12 +9,19 @@ Control endpoints, so that another process (a test, a benchmark) can drive it::
 
     GET    /v1/sms/messages   the accepted messages, a JSON list
     DELETE /v1/sms/messages   forget everything (messages, seen keys, failures, delay)
-    GET    /v1/control        the state: {"messages", "requests", "fail_next", "status", "delay"}
+    GET    /v1/control        the state: {"messages", "requests", "duplicates", "fail_next",
+                              "status", "delay"}
     POST   /v1/control        {"fail_next": 2, "status": 500} and/or {"delay": 0.5}
 
 ``fail_next(n, status)`` makes the next n batch requests answer ``status`` without taking
 anything; ``status=200`` answers a malformed 200 body. With a delay the gateway takes the batch
 and then answers late, like a real gateway whose answer is lost to a client timeout.
+
+For fault tests, in the same process: ``hold()`` keeps every batch, once taken, unanswered until
+``release()`` (so a test knows a batch is in flight and acts then: kills the worker or its
+database connection); ``go_down()`` stops listening and drops open connections (clients get
+"connection refused") and ``come_up()`` listens again on the same port, with what it had taken;
+``duplicates`` counts the messages it dropped as repeats.
 
 Run it on its own (no app, no database)::
 
@@ -26,6 +33,7 @@ It has no authentication: bind it to 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import re
@@ -43,6 +51,7 @@ BATCH_PATH = "/v1/sms/batch"
 MESSAGES_PATH = "/v1/sms/messages"
 CONTROL_PATH = "/v1/control"
 MAX_BODY = 16 * 1024 * 1024
+HOLD_LIMIT = 60.0  # seconds a held batch waits for release at most (a test that forgot it)
 
 
 class FakeSmsGateway:
@@ -57,22 +66,32 @@ class FakeSmsGateway:
         self._fail_status = 500
         self._delay = 0.0
         self._requests = 0
+        self._duplicates = 0
+        self._released = threading.Event()
+        self._released.set()
+        self._connections: set[socket.socket] = set()
         self._batch_sizes: list[int] = []
         self.last_authorization: str | None = None  # the Authorization header of the last batch
         self.record_file = Path(record_file) if record_file else None
         self._record: TextIO | None = None
         if self.record_file:
             self._record = self.record_file.open("a", encoding="utf-8")
-        self._server = _Server((host, port), _Handler)
-        self._server.gateway = self
+        self._server: _Server | None = self._listen((host, port))
         self._thread: threading.Thread | None = None
-        bound_host, bound_port = self._server.server_address[:2]
-        self.url = f"http://{bound_host}:{bound_port}"
+        self.address = self._server.server_address[:2]
+        self.url = f"http://{self.address[0]}:{self.address[1]}"
+
+    def _listen(self, address: tuple) -> _Server:
+        server = _Server(address, _Handler)
+        server.gateway = self
+        return server
 
     # --- running ---
 
     def start(self) -> FakeSmsGateway:
         """Serve in a daemon thread."""
+        if self._server is None:
+            raise RuntimeError("the gateway is down: come_up() first")
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -84,15 +103,38 @@ class FakeSmsGateway:
         self._server.serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:
+        self.release()
+        self._close()
+        with self._lock:
+            if self._record is not None:
+                self._record.close()
+                self._record = None
+
+    def _close(self) -> None:
+        if self._server is None:
+            return
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
             self._thread = None
         self._server.server_close()
+        self._server = None
+
+    def go_down(self) -> None:
+        """Stop listening and cut open (keep-alive) connections: clients are refused until
+        ``come_up``. What was taken is kept."""
+        self._close()
         with self._lock:
-            if self._record is not None:
-                self._record.close()
-                self._record = None
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def come_up(self) -> None:
+        """Listen again on the same address (after ``go_down``)."""
+        if self._server is None:
+            self._server = self._listen(self.address)
+            self.start()
 
     def __enter__(self) -> FakeSmsGateway:
         return self.start()
@@ -115,6 +157,12 @@ class FakeSmsGateway:
             return self._requests
 
     @property
+    def duplicates(self) -> int:
+        """Messages answered ``duplicate`` (sent again with a key already taken)."""
+        with self._lock:
+            return self._duplicates
+
+    @property
     def batch_sizes(self) -> list[int]:
         """The number of messages in each batch request that was processed."""
         with self._lock:
@@ -131,7 +179,19 @@ class FakeSmsGateway:
         with self._lock:
             self._delay = max(0.0, float(seconds))
 
+    def hold(self) -> None:
+        """From now on, keep each batch, once taken, unanswered until ``release``."""
+        self._released.clear()
+
+    def release(self) -> None:
+        """Answer the batches held, and stop holding."""
+        self._released.set()
+
+    def _wait_released(self) -> None:
+        self._released.wait(timeout=HOLD_LIMIT)
+
     def reset(self) -> None:
+        self.release()
         with self._lock:
             self._messages.clear()
             self._ids.clear()
@@ -139,6 +199,7 @@ class FakeSmsGateway:
             self._fail_status = 500
             self._delay = 0.0
             self._requests = 0
+            self._duplicates = 0
             self._batch_sizes.clear()
             self.last_authorization = None
 
@@ -147,6 +208,7 @@ class FakeSmsGateway:
             return {
                 "messages": len(self._messages),
                 "requests": self._requests,
+                "duplicates": self._duplicates,
                 "fail_next": self._fail_next,
                 "status": self._fail_status,
                 "delay": self._delay,
@@ -173,6 +235,7 @@ class FakeSmsGateway:
             for item in items:
                 key, to, text = item["idempotency_key"], item["to"], item["text"]
                 if key in self._ids:
+                    self._duplicates += 1
                     results.append(
                         {"idempotency_key": key, "status": "duplicate", "id": self._ids[key]}
                     )
@@ -238,6 +301,16 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        gateway = self.server.gateway
+        with gateway._lock:
+            gateway._connections.add(self.connection)
+
+    def finish(self) -> None:
+        gateway = self.server.gateway
+        with gateway._lock:
+            gateway._connections.discard(self.connection)
+        with contextlib.suppress(OSError):  # a connection cut by go_down
+            super().finish()
 
     def _reply(self, status: int, payload: object) -> None:
         body = json.dumps(payload, ensure_ascii=False).encode()
@@ -305,6 +378,7 @@ class _Handler(BaseHTTPRequestHandler):
         results = gateway._accept(items)
         if delay:  # taken, answered late: a client timeout loses the answer, not the batch
             time.sleep(delay)
+        gateway._wait_released()
         self._reply(HTTPStatus.OK, {"results": results})
 
     def _control(self, payload: object) -> None:
