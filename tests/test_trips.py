@@ -144,6 +144,13 @@ def test_plan_apply_allocate_move_lock_manifest(app, client_as, three_employers)
     html = seat_page.get_data(as_text=True)
     assert seat_page.status_code == 200
     assert "工人" in html
+    # The legend shows each employer's colour, as the seats are drawn (styled classes).
+    legend = re.search(r'<ul class="group-legend">(.*?)</ul>', html, re.S).group(1)
+    assert re.findall(r'class="seat-swatch (seat-group-\d)"', legend) == [
+        "seat-group-0",
+        "seat-group-1",
+        "seat-group-2",
+    ]
     version = re.search(r'name="seats_version"[^>]*value="(\d+)"', html).group(1)
     with app.app_context():
         first, second = db.session.scalars(
