@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from flask_babel import ngettext
 from sqlalchemy import func, select
 
 from app.core.clock import utcnow
@@ -149,13 +150,23 @@ def test_sms_is_sent_once_through_the_gateway(mail_app, gateway):
     assert len(gateway.messages) == 1
 
 
-def test_transient_errors_are_retried_with_backoff_then_sent(mail_app, gateway):
+def test_transient_errors_are_retried_with_backoff_then_sent(mail_app, gateway, client_as):
     gateway.fail_next(2, status=500)
     sms(mail_app, "seat.given:2", "+8613800138001")
     now = utcnow()
     relay_at(mail_app, now)
     [row] = rows(mail_app)
     assert (row.status, row.attempts) == ("pending", 1)
+    # The outbox says so while it waits (it is in no "not delivered" list yet).
+    outbox = client_as("coordinator").get("/outbox").get_data(as_text=True)
+    with mail_app.test_request_context():
+        said = ngettext(
+            "%(num)d message is waiting to be tried again after an error.",
+            "%(num)d messages are waiting to be tried again after an error.",
+            1,
+        )
+    assert said in outbox
+    assert row.last_error in outbox
     first_wait = row.send_at - now
     assert timedelta(seconds=20) <= first_wait <= timedelta(seconds=40)  # 30 s, with jitter
     relay_at(mail_app, now + timedelta(seconds=10))  # too early: not tried

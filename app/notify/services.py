@@ -128,6 +128,18 @@ def notify_many(messages: Iterable[Outgoing]) -> None:
     enqueue_after_commit(RELAY_TASK)
 
 
+def retrying() -> tuple[int, Notification | None]:
+    """Messages waiting to be tried again after an error (a gateway slow or down), and the
+    newest of them: until they give up they are in no "not delivered" list."""
+    count, newest = db.session.execute(
+        select(func.count(), func.max(Notification.id)).where(
+            Notification.status == NotificationStatus.PENDING,
+            Notification.last_error.is_not(None),
+        )
+    ).one()
+    return count, db.session.get(Notification, newest) if newest else None
+
+
 def drop_pending(prefixes: Iterable[str]) -> int:
     """Take back messages not sent yet (reminders of a seat that changed): events starting
     with any of these prefixes, in one statement that probes the event index once a prefix.

@@ -138,9 +138,12 @@ def outbox():
         .order_by(Notification.id.desc()),
         per_page=current_app.config["ITEMS_PER_PAGE"],
     )
+    retrying, last_retried = services.retrying()
     return render_template(
         "notify/outbox.html",
         counts=services.status_counts(),
+        retrying=retrying,
+        last_retried=last_retried,
         events=services.recent_events(utcnow() - timedelta(hours=24)),
         failed=failed,
         form=FlaskForm(),
