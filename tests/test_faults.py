@@ -43,7 +43,8 @@ from sqlalchemy.engine import make_url
 from app.accounts.models import User
 from app.core.clock import local_today, utcnow
 from app.core.models import AuditEntry
-from app.demand.models import EntryStatus, RosterEntry
+from app.demand import services as demand
+from app.demand.models import EntryStatus, RosterEntry, RosterImport, Worker
 from app.extensions import db
 from app.health import services as health
 from app.notify import services
@@ -65,6 +66,7 @@ from tests.conftest import (
     submit,
 )
 from tests.test_notify import rows
+from tests.test_roster_import import CN_HEADERS, worker_row, xlsx
 from tests.test_seat_races import assert_sound, state
 from workers.notify import relay_due
 
@@ -530,6 +532,43 @@ def test_database_connections_killed_during_tasks(
     assert statuses(redis_app) == {"sent": len(relayed) + len(sent)}
     assert_each_delivered_once(redis_app, gateway)
     assert gateway.duplicates == 100  # the batch at the gateway, sent again after the kill
+
+
+def test_database_connection_killed_during_a_roster_import(
+    redis_app, pg_people, pg_admin, own_redis, gateway, migrated_postgres_url, tmp_path
+):
+    """The import task's connection is killed while it saves the rows (its INSERT waits for
+    our lock): nothing of it was saved, the task runs again by itself a moment later and the
+    roster is imported once: the employer does not have to upload the file again."""
+    roster = [CN_HEADERS, *(worker_row(n) for n in range(1, 31))]
+    with redis_app.app_context():
+        employer = db.session.get(User, pg_people.employer_a_id)
+        roster_import = demand.create_roster_import(
+            employer.organization, "名单.xlsx", xlsx(roster), employer
+        )
+        db.session.commit()  # the import job goes to Redis
+        import_id = roster_import.id
+    env = worker_env(tmp_path, migrated_postgres_url, own_redis.url, gateway)
+    with (
+        table_locked(migrated_postgres_url, "workers") as locker,
+        worker_process(env, tmp_path / "worker.log", *SOLO),
+    ):
+        [pid] = wait_for(
+            lambda: backends(pg_admin, WORKER, waiting=True), 30, "the import never waited"
+        )
+        terminate(pg_admin, [pid])
+        locker.rollback()
+
+        def finished():
+            with redis_app.app_context():
+                found = db.session.get(RosterImport, import_id)
+                db.session.rollback()
+                return found.status if found.status in ("done", "failed") else None
+
+        assert wait_for(finished, 30, "the import never finished") == "done"
+    with redis_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Worker)) == 30
+        assert db.session.get(RosterImport, import_id).added == 30
 
 
 # --- 3. Redis stopped and started again ----------------------------------------------------

@@ -8,13 +8,14 @@ from celery import shared_task
 from flask import current_app
 
 from app.core.clock import utcnow
+from app.core.jobs import DATABASE_GONE
 from app.extensions import db
 from app.health import services
 
 
 @shared_task(
     name="fangang.health.recheck_departing",
-    autoretry_for=(ConnectionError,),
+    autoretry_for=(ConnectionError, *DATABASE_GONE),
     retry_backoff=True,
     retry_jitter=True,
     max_retries=5,

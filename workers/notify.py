@@ -6,18 +6,13 @@ from datetime import datetime
 
 from celery import shared_task
 from sqlalchemy import update
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.core.clock import utcnow
-from app.core.jobs import dispatch
+from app.core.jobs import DATABASE_GONE, dispatch
 from app.extensions import db
 from app.notify import services
 from app.notify.models import Channel, Notification, NotificationStatus
 from app.notify.services import RELAY_TASK, SEND_TASK
-
-# The database went away under the task (a connection killed, a restart, a failover): its
-# transaction is rolled back whole, so the task is run again, a moment later.
-DATABASE_GONE = (OperationalError, InterfaceError)
 
 
 @shared_task(

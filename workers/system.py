@@ -5,13 +5,14 @@ from __future__ import annotations
 from celery import shared_task
 
 from app.core import services
+from app.core.jobs import DATABASE_GONE
 from app.core.services import TEST_JOB_TASK
 from app.extensions import db
 
 
 @shared_task(
     name=TEST_JOB_TASK,
-    autoretry_for=(ConnectionError,),
+    autoretry_for=(ConnectionError, *DATABASE_GONE),
     retry_backoff=True,
     retry_jitter=True,
     max_retries=5,

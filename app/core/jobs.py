@@ -14,9 +14,14 @@ import logging
 
 from flask import current_app
 from sqlalchemy import event
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
+
+# The database went away under a task (a connection killed, a restart, a failover): its
+# transaction is rolled back whole, so the task runs again a moment later (``autoretry_for``).
+DATABASE_GONE = (OperationalError, InterfaceError)
 
 _PENDING = "fangang_pending_jobs"
 
