@@ -4,9 +4,11 @@ everyone accounted for, arrival and the employer's handover completing a request
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from sqlalchemy import event, select
 
+from app.core.clock import utcnow
 from app.core.models import AuditEntry
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
 from app.extensions import db
@@ -229,6 +231,50 @@ def test_a_certificate_that_no_longer_clears_stops_the_worker_at_the_door(
         )
         assert seat.boarding is None
         assert db.session.get(RosterEntry, entry_id).status == EntryStatus.SEATED
+
+
+def test_the_periodic_check_warns_the_employer_of_seated_workers_ahead(
+    app,
+    people,
+    three_employers,  # noqa: F811
+):
+    """The issuer is taken off the trust list after the seats were given: the periodic check
+    (beat, every few hours) keeps the seats, since a new pass may still come and the door
+    judges again, but each employer hears now which of their seated workers would be refused,
+    once (a second run tells nothing new)."""
+    trip_id = locked_trip(app, people, three_employers)
+    with app.app_context():
+        admin = db.session.get(scenario.User, people.admin_id)
+        health.revoke_issuer(db.session.scalar(select(HealthIssuer)), "密钥泄露", admin)
+        db.session.commit()
+        seated = {a.roster_entry_id: a.entry.request_id for a in trips.assignments(trip_id, True)}
+        warnings = select(Notification).where(
+            Notification.template == "health_blocked", Notification.channel == "inapp"
+        )
+        before = {n.id for n in db.session.scalars(warnings)}  # those of the submissions
+        totals = health.recheck_departing(utcnow(), timedelta(days=7))
+        db.session.commit()
+        assert totals["seated_failing"] == len(seated)
+        statuses = db.session.scalars(
+            select(RosterEntry.status).where(RosterEntry.id.in_(list(seated)))
+        ).all()
+        assert set(statuses) == {EntryStatus.SEATED}
+        told = [n for n in db.session.scalars(warnings) if n.id not in before]
+        by_request = {}
+        for note in told:
+            request_id = int(note.context["url"].rsplit("/", 1)[1])
+            by_request[request_id] = sorted(w["name"] for w in note.context["workers"])
+            assert {w["reasons"] for w in note.context["workers"]} == {"issuer_revoked"}
+        expected = {}
+        for entry_id, request_id in seated.items():
+            expected.setdefault(request_id, []).append(db.session.get(RosterEntry, entry_id))
+        assert by_request == {
+            rid: sorted(e.worker.name for e in entries) for rid, entries in expected.items()
+        }
+        again = health.recheck_departing(utcnow(), timedelta(days=7))
+        db.session.commit()
+        assert again["seated_failing"] == len(seated)
+        assert len(db.session.scalars(warnings).all()) == len(before) + len(told)
 
 
 def test_boarding_and_seat_pages_cost_the_same_for_a_full_coach(

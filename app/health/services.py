@@ -432,7 +432,7 @@ def check_entries(
     db.session.flush()  # only the entries whose verdict changed
     _stamp_checked(entries)
     for blocked in newly_blocked.values():
-        _tell_employer(blocked)
+        _tell_employer([(entry, entry.block_reason or "") for entry in blocked])
     return counts
 
 
@@ -453,16 +453,17 @@ def _stamp_checked(entries: list[RosterEntry]) -> None:
         set_committed_value(entry, "health_checked_at", now)
 
 
-def _tell_employer(blocked: list[RosterEntry]) -> None:
-    """The employer hears which workers of a live request need a new certificate (drafts are
-    shown on the page only: nothing is booked yet)."""
-    request = blocked[0].request
+def _tell_employer(blocked: list[tuple[RosterEntry, str]]) -> None:
+    """The employer hears which workers of a live request need a new certificate, and why
+    (reason codes), each time the list changes (drafts are shown on the page only: nothing is
+    booked yet)."""
+    request = blocked[0][0].request
     if request.status not in {status.value for status in CLAIMING_STATUSES}:
         return
-    listed = sorted(blocked, key=lambda entry: entry.worker.name)
+    listed = sorted(blocked, key=lambda pair: pair[0].worker.name)
     # The same workers blocked for the same reasons are one event, told once.
     fingerprint = hashlib.sha256(
-        ";".join(f"{e.id}:{e.block_reason}" for e in listed).encode()
+        ";".join(f"{entry.id}:{reasons}" for entry, reasons in listed).encode()
     ).hexdigest()[:16]
     notify_users(
         f"health.blocked:{request.id}:{fingerprint}",
@@ -470,8 +471,18 @@ def _tell_employer(blocked: list[RosterEntry]) -> None:
         "health_blocked",
         {
             "reference": request.reference,
-            "workers": [{"name": e.worker.name, "reasons": e.block_reason} for e in listed],
-            "url": link(f"/requests/{request.id}?status=blocked"),
+            "workers": [
+                {"name": entry.worker.name, "reasons": reasons} for entry, reasons in listed
+            ],
+            # Blocked workers are listed on the page's "blocked" tab; seated ones are not.
+            "url": link(
+                f"/requests/{request.id}"
+                + (
+                    "?status=blocked"
+                    if all(e.status == EntryStatus.BLOCKED for e, _ in listed)
+                    else ""
+                )
+            ),
         },
     )
 
@@ -513,7 +524,47 @@ def recheck_departing(now: datetime, within: timedelta) -> dict[str, int]:
         totals["requests"] += 1
         totals["cleared"] += counts["cleared"]
         totals["blocked"] += counts["blocked"]
+    totals["seated_failing"] = _warn_of_seated(now, within)
     return totals
+
+
+def _warn_of_seated(now: datetime, within: timedelta) -> int:
+    """Workers already seated on a first leg leaving within ``within``, judged at that trip's
+    departure with its freshness rule. They keep their seat (the door judges again, and the
+    pass may be replaced before then), but the employer hears now who would be refused."""
+    from app.trips.models import SeatAssignment, Trip, TripStatus  # trips builds on health
+
+    rows = db.session.execute(
+        select(RosterEntry, Trip.departs_at, Trip.health_freshness_hours)
+        .join(SeatAssignment, SeatAssignment.roster_entry_id == RosterEntry.id)
+        .join(Trip, SeatAssignment.trip_id == Trip.id)
+        .where(
+            RosterEntry.status == EntryStatus.SEATED,
+            Trip.connects_from_id.is_(None),
+            Trip.status.in_([TripStatus.OPEN, TripStatus.LOCKED]),
+            Trip.departs_at.between(now, now + within),
+        )
+    ).all()
+    if not rows:
+        return 0
+    entries = [entry for entry, _departs, _hours in rows]
+    load_workers(entries)
+    certificates = current_certificates(entry.worker_id for entry in entries)
+    checkers: dict[int | None, Checker] = {}
+    failing: dict[int, list[tuple[RosterEntry, str]]] = {}
+    for entry, departs_at, hours in rows:
+        if hours not in checkers:
+            checkers[hours] = Checker(hours)
+            checkers[hours].know_holders(certificates.values())
+        verdict = checkers[hours].verdict(
+            entry.worker, certificates.get(entry.worker_id), departs_at
+        )
+        overridden = set((entry.override_reasons or "").split(",")) - {""}
+        if not set(verdict.reasons) <= overridden:
+            failing.setdefault(entry.request_id, []).append((entry, ",".join(verdict.reasons)))
+    for listed in failing.values():
+        _tell_employer(listed)
+    return sum(len(listed) for listed in failing.values())
 
 
 def override_block(entry: RosterEntry, note: str, actor: User) -> None:
