@@ -98,8 +98,12 @@ def vehicle(
     carriages: int = 1,
     first_carriage: int = 1,
     kind: str = "coach",
+    operator: Operator | None = None,
 ) -> Vehicle:
-    operator = db.session.scalar(select(Operator).where(Operator.name == "云阳客运公司"))
+    """A vehicle of ``operator`` (by default 云阳客运公司, made when missing)."""
+    operator = operator or db.session.scalar(
+        select(Operator).where(Operator.name == "云阳客运公司")
+    )
     if operator is None:
         operator = Operator(name="云阳客运公司", contact_phone="02355551234")
         db.session.add(operator)

@@ -70,7 +70,7 @@ from app.core.clock import local_today, utcnow
 from app.core.identity import credit_code_check_character, id_number_check_character
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest, Worker
 from app.extensions import db
-from app.fleet.models import Operator, Vehicle
+from app.fleet.models import Operator
 from app.health.cli import issue_demo_pass
 from app.health.passes import generate_key
 from app.health.views import health_reasons
@@ -202,21 +202,6 @@ def person(n: int, failing: str | None) -> Person:
     )
 
 
-def vehicle(operator: Operator, identifier: str, template: str, kind: str, carriages=1, first=1):
-    created = Vehicle(
-        operator=operator,
-        kind=kind,
-        identifier=identifier,
-        seatmap_template=template,
-        carriages=carriages,
-        first_carriage=first,
-        blocked_seats=[],
-    )
-    db.session.add(created)
-    db.session.flush()
-    return created.id
-
-
 @pytest.fixture
 def k4016(app: Flask, issuer_key: str, monkeypatch: pytest.MonkeyPatch) -> Cast:
     """Ten companies with an HR account each, the Jinan coordinator and an escort, train K4016
@@ -242,7 +227,9 @@ def k4016(app: Flask, issuer_key: str, monkeypatch: pytest.MonkeyPatch) -> Cast:
         railway = Operator(name="中国铁路成都局集团有限公司", contact_phone="02363851234")
         coaches = Operator(name="济南长途汽车运输有限公司", contact_phone="053186901234")
         db.session.add_all([railway, coaches])
-        train_id = vehicle(railway, "K4016", "train-hard-seat-118", "train", 9, 3)
+        train_id = scenario.vehicle(
+            "K4016", "train-hard-seat-118", 9, 3, kind="train", operator=railway
+        ).id
         plate = 80001
         for index, (key, size) in enumerate(K4016_EMPLOYERS.items(), start=1):
             code, district, failing = DISTRICTS[key]
@@ -255,7 +242,9 @@ def k4016(app: Flask, issuer_key: str, monkeypatch: pytest.MonkeyPatch) -> Cast:
                 n += 1
                 company.workers.append(person(n, failing if i == 2 else None))
             for _ in range(math.ceil(company.cleared / coach_cap)):
-                company.coach_ids.append(vehicle(coaches, f"鲁A{plate}", "coach-53", "coach"))
+                company.coach_ids.append(
+                    scenario.vehicle(f"鲁A{plate}", "coach-53", operator=coaches).id
+                )
                 plate += 1
             companies.append(company)
         db.session.commit()
