@@ -46,6 +46,7 @@ from tests.conftest import (
     make_app,
     service_env,
 )
+from tests.test_notify import SEAT
 
 PHONE = "13800138000"
 ID_NUMBER = "11010519491231002X"
@@ -638,20 +639,10 @@ def test_honcho_runs_the_procfile_two_webs_two_workers_one_beat(redis_url, tmp_p
             app = make_app(database_url, REDIS_URL=redis_url, SMS_GATEWAY_URL=gateway.url)
             pings = app.extensions["celery"].control.inspect(timeout=5, limit=2).ping() or {}
             assert {name.split("@")[0] for name in pings} == {"worker.1", "worker.2"}
-            seat = {
-                "name": "张三",
-                "date": "2月20日",
-                "time": "06:30",
-                "meeting_point": "云阳汽车站东门",
-                "vehicle": "渝F·12345",
-                "seat": "12",
-                "driver_phone": "13800138000",
-                "url": "https://fgzt.cn/t/Xk3d9",
-            }
             with app.app_context():
                 notify.notify_many(
                     notify.Outgoing(
-                        f"seat.given:h:{n}", Channel.SMS, f"+86139{n:08d}", "seat_given", seat
+                        f"seat.given:h:{n}", Channel.SMS, f"+86139{n:08d}", "seat_given", SEAT
                     )
                     for n in range(HONCHO_MESSAGES)
                 )
