@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import segno
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.core.clock import local_today, utcnow
 from app.core.models import AuditEntry
@@ -18,7 +18,8 @@ from app.demand.models import RosterEntry, TransportRequest, Worker
 from app.extensions import db
 from app.health.cli import create_demo_issuer, issue_demo_pass
 from app.health.models import HealthCertificate, HealthIssuer
-from app.health.passes import generate_key
+from app.health.passes import generate_key, sign_pass
+from app.health.services import create_issuer
 from tests.conftest import People, csrf_token, make_app, sign_in, submit
 from tests.test_demand import (
     LI,
@@ -274,6 +275,107 @@ def test_revoking_the_issuer_blocks_at_the_next_check(app, client_as, issuer_key
         db.session.commit()
     assert totals["blocked"] == 1
     assert entry_of(app, request_id).block_reason == "issuer_revoked"
+
+
+def recheck(app) -> dict[str, int]:
+    with app.app_context():
+        from app.health.services import recheck_departing
+
+        totals = recheck_departing(utcnow(), timedelta(hours=48))
+        db.session.commit()
+    return totals
+
+
+def stored_claims(app) -> dict:
+    with app.app_context():
+        certificate = db.session.scalar(select(HealthCertificate))
+        return {
+            "signature_valid": certificate.signature_valid,
+            "pass_issuer": certificate.pass_issuer,
+            "subject_hash": certificate.subject_hash,
+        }
+
+
+def test_a_pass_from_an_issuer_trusted_later_clears_at_the_next_check(app, client_as):
+    """Its signature could not be checked when it came in (unknown key); once an admin trusts
+    the key, the next check verifies it and keeps the result."""
+    private_pem, _ = generate_key()
+    now = utcnow()
+    claims = {"iss": "500235", "sub": ZHANG, "name": "张三", "status": "green"}
+    claims |= {"iat": int(now.timestamp()) - 3600, "exp": int(now.timestamp()) + 7 * 86400}
+    employer = client_as("employer")
+    add_worker_with(employer, sign_pass(private_pem, claims | {"jti": "later-1"}))
+    request_id = request_tomorrow(employer)
+    add_everyone(employer, request_id)
+    action(employer, request_id, "submit")
+    assert entry_of(app, request_id).block_reason == "unknown_kid"
+    assert stored_claims(app)["signature_valid"] is None
+
+    with app.app_context():
+        create_issuer("云阳县卫健委", "500235", private_pem, now - timedelta(days=7), None, None)
+        db.session.commit()
+    assert recheck(app)["cleared"] == 1
+    assert entry_of(app, request_id).status == "cleared"
+    assert stored_claims(app)["signature_valid"] is True
+
+
+def test_a_forged_signature_stays_refused_at_every_check(app, client_as, issuer_key):
+    """A token whose signature is not the trusted key's (here: another pass's signature) is
+    refused when added and at each recheck."""
+    header, payload, _ = a_pass(app, issuer_key, jti="real").split(".")
+    forged = ".".join([header, payload, a_pass(app, issuer_key, jti="other").split(".")[2]])
+    employer = client_as("employer")
+    add_worker_with(employer, forged)
+    request_id = request_tomorrow(employer)
+    add_everyone(employer, request_id)
+    action(employer, request_id, "submit")
+    assert entry_of(app, request_id).block_reason == "signature_invalid"
+    recheck(app)
+    assert entry_of(app, request_id).block_reason == "signature_invalid"
+    assert stored_claims(app)["signature_valid"] is False  # checked under the trusted key
+
+
+def test_correcting_the_name_to_the_passs_clears_the_worker_at_once(app, client_as, issuer_key):
+    employer = client_as("employer")
+    add_worker_with(employer, a_pass(app, issuer_key), name="张山")  # a typo on the roster
+    request_id = request_tomorrow(employer)
+    add_everyone(employer, request_id)
+    assert entry_of(app, request_id, "张山").block_reason == "wrong_name"
+    with app.app_context():
+        worker_id = db.session.scalar(select(Worker.id))
+    response = submit(employer, f"/roster/{worker_id}/edit", worker_form())
+    assert response.status_code == 302, errors(response)
+    assert entry_of(app, request_id).status == "cleared"
+    submit(employer, f"/roster/{worker_id}/edit", worker_form(name="张四"))
+    assert entry_of(app, request_id, "张四").block_reason == "wrong_name"
+
+
+def test_a_pass_stored_before_its_claims_were_kept_is_read_at_the_next_check(
+    app, client_as, issuer_key
+):
+    """Passes added before migration 90bdde3d8626 have no stored claims: the next check reads
+    the token, judges it as before, and keeps its claims."""
+    employer = client_as("employer")
+    add_worker_with(employer, a_pass(app, issuer_key))
+    request_id = request_tomorrow(employer)
+    add_everyone(employer, request_id)
+    action(employer, request_id, "submit")
+    with app.app_context():
+        db.session.execute(
+            update(HealthCertificate).values(
+                signature_valid=None, pass_issuer=None, subject_hash=None, name_hash=None
+            )
+        )
+        db.session.commit()
+    assert recheck(app)["cleared"] == 1
+    assert stored_claims(app) == {
+        "signature_valid": True,
+        "pass_issuer": "500235",
+        "subject_hash": stored_claims(app)["subject_hash"],
+    }
+    with app.app_context():
+        worker = db.session.scalar(select(Worker))
+        assert stored_claims(app)["subject_hash"] == worker.id_number_hash
 
 
 # --- coordinators: paper certificates and overrides ---------------------------------------

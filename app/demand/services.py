@@ -150,6 +150,9 @@ def update_worker(worker: Worker, data: WorkerData, actor: User) -> Worker:
     )
     db.session.flush()
     record_audit("worker.updated", worker, actor)
+    # The certificate names the holder: a corrected name or ID number is judged now, not at
+    # the next periodic check.
+    health.check_worker_entries(worker)
     return worker
 
 

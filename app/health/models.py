@@ -68,6 +68,15 @@ class HealthCertificate(db.Model):
     token_cipher: Mapped[str | None] = mapped_column(Text)
     kid: Mapped[str | None] = mapped_column(String(64))
     jti: Mapped[str | None] = mapped_column(String(128), index=True)
+    # What the pass says, kept when it is added so that a recheck judges it without decrypting
+    # the token or verifying its signature again (about 120 µs a pass, and a campaign checks
+    # every worker three times). A kid is its key's thumbprint, so a signature that verified
+    # once always will. None: not verified under a trusted key yet (the next check reads the
+    # token and fills these in).
+    signature_valid: Mapped[bool | None]
+    pass_issuer: Mapped[str | None] = mapped_column(Text)  # the ``iss`` claim
+    subject_hash: Mapped[str | None] = mapped_column(String(64))  # PII lookup hash of ``sub``
+    name_hash: Mapped[str | None] = mapped_column(String(64))  # of ``rules.name_key(name)``
     # Paper certificate
     clinic: Mapped[str | None] = mapped_column(String(200))
     certificate_number: Mapped[str | None] = mapped_column(String(100))

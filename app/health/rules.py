@@ -106,7 +106,8 @@ _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 _NAME_TABLE = str.maketrans({**dict.fromkeys(_MIDDLE_DOTS, "\u00b7"), **dict.fromkeys(_INVISIBLE)})
 
 
-def _name_key(name: str) -> str:
+def name_key(name: str) -> str:
+    """A name in the one spelling ``same_name`` compares."""
     folded = unicodedata.normalize("NFC", name)
     joined = "".join(folded.split()).translate(_NAME_TABLE)  # str.split: every Unicode space
     return unicodedata.normalize("NFC", joined)  # a mark that followed a space now composes
@@ -115,7 +116,7 @@ def _name_key(name: str) -> str:
 def same_name(a: str, b: str) -> bool:
     """Whether two spellings name the same person: NFC, all whitespace (incl. U+3000) and
     zero-width characters removed, the middle-dot variants (· • ・ ‧ …) taken as one."""
-    return _name_key(a) == _name_key(b)
+    return name_key(a) == name_key(b)
 
 
 # --- shared time checks ----------------------------------------------------------------------
@@ -137,6 +138,22 @@ def _time_reasons(
 # --- verdicts --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PassClaims:
+    """A readable pass as the verdict needs it, with its holder already compared: from a token
+    just read (``evaluate_pass``) or from what was stored when the pass was added, so that a
+    recheck need not decrypt the token or verify its signature again."""
+
+    kid: str | None
+    signature_valid: bool
+    issuer_code: str | None  # the ``iss`` claim
+    status: str | None
+    issued_at: datetime | None
+    expires_at: datetime | None
+    id_number_matches: bool
+    name_matches: bool
+
+
 def evaluate_pass(
     facts: PassFacts | None,
     issuer: IssuerFacts | None,
@@ -152,24 +169,46 @@ def evaluate_pass(
     An unreadable token, an unknown kid or a bad signature gives that one reason alone: nothing
     in an unverified token is worth judging. Otherwise every failing check is reported.
     """
+    if facts is None or facts.read_problem is not None:
+        _aware(departure, "departure")
+        return _verdict(["no_certificate" if facts is None else "unreadable"])
+    claims = PassClaims(
+        kid=facts.kid,
+        signature_valid=facts.signature_valid,
+        issuer_code=facts.issuer,
+        status=facts.status,
+        issued_at=facts.issued_at,
+        expires_at=facts.expires_at,
+        id_number_matches=(facts.subject or "").strip().upper() == subject.id_number,
+        name_matches=same_name(facts.name or "", subject.name),
+    )
+    return judge_pass(claims, issuer, departure, policy, jti_used_by_other)
+
+
+def judge_pass(
+    claims: PassClaims | None,
+    issuer: IssuerFacts | None,
+    departure: datetime,
+    policy: Policy,
+    jti_used_by_other: bool,
+) -> Verdict:
+    """``evaluate_pass`` on claims whose holder is already compared (None: no certificate)."""
     _aware(departure, "departure")
-    if facts is None:
+    if claims is None:
         return _verdict(["no_certificate"])
-    if facts.read_problem is not None:
-        return _verdict(["unreadable"])
     if issuer is None:
         return _verdict(["unknown_kid"])
-    if issuer.kid != facts.kid:
+    if issuer.kid != claims.kid:
         raise ValueError("issuer is not the trust-list entry for the pass's kid")
-    if not facts.signature_valid:
+    if not claims.signature_valid:
         return _verdict(["signature_invalid"])
 
     # read_pass fills every claim when read_problem is None; a hand-built PassFacts that skips
     # one is a programming error, not a traveller's problem.
-    if facts.issued_at is None or facts.expires_at is None:
+    if claims.issued_at is None or claims.expires_at is None:
         raise ValueError("a readable pass has issued_at and expires_at")
-    issued_at = _aware(facts.issued_at, "issued_at")
-    expires_at = _aware(facts.expires_at, "expires_at")
+    issued_at = _aware(claims.issued_at, "issued_at")
+    expires_at = _aware(claims.expires_at, "expires_at")
     valid_from = _aware(issuer.valid_from, "issuer.valid_from")
     valid_until = (
         None if issuer.valid_until is None else _aware(issuer.valid_until, "issuer.valid_until")
@@ -180,13 +219,13 @@ def evaluate_pass(
         reasons.append("issuer_revoked")
     if issued_at < valid_from or (valid_until is not None and issued_at > valid_until):
         reasons.append("issuer_not_valid_at_issue")
-    if facts.issuer != issuer.region_code:
+    if claims.issuer_code != issuer.region_code:
         reasons.append("issuer_mismatch")
-    if (facts.subject or "").strip().upper() != subject.id_number:
+    if not claims.id_number_matches:
         reasons.append("wrong_id_number")
-    if not same_name(facts.name or "", subject.name):
+    if not claims.name_matches:
         reasons.append("wrong_name")
-    if facts.status != GREEN:
+    if claims.status != GREEN:
         reasons.append("status_not_green")
     reasons += _time_reasons(issued_at, expires_at, departure, policy)
     if jti_used_by_other:

@@ -1,8 +1,9 @@
 """Health operations: the trust list, certificates, and the verdict on each roster entry.
 
 The check runs when a worker is put on a request, when their certificate changes, and again for
-everyone departing soon (a pass can expire between booking and departure). Each check reads the
-pass again with the trust list as it is now, so a revoked issuer counts from the next check on.
+everyone departing soon (a pass can expire between booking and departure). Each check judges the
+pass with the trust list as it is now, so a revoked issuer counts from the next check on; the
+pass's signature and holder are verified once, when it is added (see HealthCertificate).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from app.accounts.models import User
 from app.accounts.services import organization_users
 from app.core.clock import utcnow
 from app.core.errors import DomainError
-from app.core.pii import vault
+from app.core.pii import PiiVault, vault
 from app.core.services import record_audit
 from app.demand.models import (
     CLAIMING_STATUSES,
@@ -46,11 +47,14 @@ from app.health.passes import (
 from app.health.rules import (
     IssuerFacts,
     PaperFacts,
+    PassClaims,
     Policy,
     Subject,
     Verdict,
     evaluate_paper,
     evaluate_pass,
+    judge_pass,
+    name_key,
 )
 from app.notify.services import link, notify_users
 
@@ -195,6 +199,17 @@ def pass_from_input(text: str | None, image: bytes | None) -> tuple[str, PassFac
     return text.strip(), read_token(text)
 
 
+def _checked_claims(facts: PassFacts, pii: PiiVault, kid_trusted: bool) -> dict:
+    """The stored claims of a readable pass (HealthCertificate's signature_valid…name_hash).
+    A signature that did not verify is final only when its kid was on the trust list."""
+    return {
+        "signature_valid": True if facts.signature_valid else (False if kid_trusted else None),
+        "pass_issuer": facts.issuer,
+        "subject_hash": pii.lookup_hash((facts.subject or "").strip().upper()),
+        "name_hash": pii.lookup_hash(name_key(facts.name or "")),
+    }
+
+
 def add_passes(
     items: list[tuple[int, str, PassFacts]], actor: User | None, check: bool = True
 ) -> None:
@@ -212,6 +227,7 @@ def add_passes(
                 "token_cipher": pii.encrypt(token.strip()),
                 "kid": facts.kid,
                 "jti": facts.jti,
+                **_checked_claims(facts, pii, kid_trusted=False),
                 "created_at": utcnow(),
             }
             for worker_id, token, facts in items
@@ -236,15 +252,17 @@ def attach_pass(
     """Keep a worker's signed pass (even one that will not clear them: the verdict says why)
     and check again every live request they are on."""
     facts = facts or read_token(token)
+    pii = vault()
     certificate = HealthCertificate(
         worker_id=worker.id,
         kind="pass",
         status=facts.status or "",
         issued_at=facts.issued_at,
         expires_at=facts.expires_at,
-        token_cipher=vault().encrypt(token.strip()),
+        token_cipher=pii.encrypt(token.strip()),
         kid=facts.kid,
         jti=facts.jti,
+        **_checked_claims(facts, pii, kid_trusted=False),
     )
     db.session.add(certificate)
     db.session.flush()
@@ -331,21 +349,41 @@ class Checker:
     def verdict(
         self, worker: Worker, certificate: HealthCertificate | None, departure: datetime
     ) -> Verdict:
-        if certificate is not None and certificate.kind == "paper":
+        if certificate is None:
+            return judge_pass(None, None, departure, self.policy, False)
+        if certificate.kind == "paper":
             paper = PaperFacts(certificate.status, certificate.issued_at, certificate.expires_at)
             return evaluate_paper(paper, departure, self.policy)
-        subject = Subject(self.pii.decrypt(worker.id_number_token), worker.name)
-        if certificate is None:
-            return evaluate_pass(None, None, subject, departure, self.policy, False)
-        facts = read_pass(self.pii.decrypt(certificate.token_cipher), self.keys)
-        issuer = self.issuers.get(facts.kid) if facts.kid else None
-        if not facts.jti:
+        issuer = self.issuers.get(certificate.kid) if certificate.kid else None
+        if not certificate.jti:
             reused = False
-        elif facts.jti in self.jti_holders:
-            reused = bool(self.jti_holders[facts.jti] - {worker.id_number_hash})
+        elif certificate.jti in self.jti_holders:
+            reused = bool(self.jti_holders[certificate.jti] - {worker.id_number_hash})
         else:
-            reused = _jti_used_by_other(facts.jti, worker)
-        return evaluate_pass(facts, issuer, subject, departure, self.policy, reused)
+            reused = _jti_used_by_other(certificate.jti, worker)
+        if certificate.subject_hash is None or (
+            certificate.signature_valid is None and certificate.kid in self.keys
+        ):
+            # Not verified under a trusted key yet (its issuer was added since, or the row
+            # predates the stored claims): read the token, and keep what it says.
+            facts = read_pass(self.pii.decrypt(certificate.token_cipher), self.keys)
+            if facts.read_problem is None:
+                claims = _checked_claims(facts, self.pii, kid_trusted=facts.kid in self.keys)
+                for column, value in claims.items():
+                    setattr(certificate, column, value)
+            subject = Subject(self.pii.decrypt(worker.id_number_token), worker.name)
+            return evaluate_pass(facts, issuer, subject, departure, self.policy, reused)
+        claims = PassClaims(
+            kid=certificate.kid,
+            signature_valid=bool(certificate.signature_valid),
+            issuer_code=certificate.pass_issuer,
+            status=certificate.status,
+            issued_at=certificate.issued_at,
+            expires_at=certificate.expires_at,
+            id_number_matches=certificate.subject_hash == worker.id_number_hash,
+            name_matches=certificate.name_hash == self.pii.lookup_hash(name_key(worker.name)),
+        )
+        return judge_pass(claims, issuer, departure, self.policy, reused)
 
 
 def _jti_used_by_other(jti: str, worker: Worker) -> bool:
