@@ -96,6 +96,39 @@ def test_an_event_makes_one_row_however_often_it_is_told(mail_app, people):
         assert db.session.scalar(select(func.count()).select_from(Notification)) == 1
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_app(request):
+    """The embedded SQLite app, and the app on real PostgreSQL (where notify_many COPYs)."""
+    return request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
+
+
+def test_many_messages_are_written_once_each_as_given(any_app):
+    """A lock's seat messages: every event once, however often and in however many calls of
+    one transaction it is given, with its text, time and phone number as given."""
+    later = utcnow() + timedelta(hours=20)
+    seat = {**SEAT, "stops": [{"name": "济南西站", "at": "14:05"}], "note": '带好"身份证"'}
+
+    def message(n: int, send_at=None) -> services.Outgoing:
+        return services.Outgoing(
+            f"seat.given:t1:e{n}:v1", Channel.SMS, f"1380013{n:04d}", "seat_given", seat, send_at
+        )
+
+    with any_app.app_context():
+        services.notify_many([message(1), message(2, later), message(1)])
+        services.notify_many([message(2), message(3)])  # the same transaction
+        db.session.commit()
+        services.notify_many([message(3), message(4)])  # a later one
+        services.notify_many([])
+        db.session.commit()
+        written = db.session.scalars(select(Notification).order_by(Notification.event)).all()
+        assert [n.event for n in written] == [f"seat.given:t1:e{n}:v1" for n in (1, 2, 3, 4)]
+        first, second = written[0], written[1]
+        assert first.context == seat
+        assert first.locale == any_app.config["BABEL_DEFAULT_LOCALE"]
+        assert second.send_at == later
+        assert services.vault().decrypt(second.recipient_token) == "13800130002"
+
+
 def test_submission_and_decision_reach_people_by_email_and_inbox(mail_app, client_as, smtp_server):
     employer = client_as("employer")
     add_worker(employer)
