@@ -21,7 +21,7 @@ from decimal import Decimal
 from flask import current_app
 from flask_babel import force_locale, format_date, format_datetime, format_time
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Select, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, contains_eager, joinedload
 
@@ -32,7 +32,7 @@ from app.core.errors import DomainError
 from app.core.pii import vault
 from app.core.services import record_audit
 from app.demand import services as demand
-from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
+from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest, Worker
 from app.extensions import db
 from app.fleet.models import Driver, Vehicle
 from app.health import services as health
@@ -412,21 +412,18 @@ class AllocationOutcome:
     pieces: dict[int, int]  # request id -> seat blocks it got
 
 
+def _passenger_of(entry_id: int, request_id: int, group_tag: str | None) -> allocation.Passenger:
+    return allocation.Passenger(entry_id, (f"{request_id:09d}", group_tag or ""))
+
+
 def _passenger(entry: RosterEntry) -> allocation.Passenger:
-    return allocation.Passenger(entry.id, (f"{entry.request_id:09d}", entry.worker.group_tag or ""))
+    return _passenger_of(entry.id, entry.request_id, entry.worker.group_tag)
 
 
-def _waiting_entries(
-    trip: Trip, load: TripLoad, statuses: Sequence[str] = (EntryStatus.CLEARED.value,)
-) -> list[RosterEntry]:
-    """A request's workers who may get a seat on this trip: on a first leg those in
-    ``statuses`` without a seat that day; on a connecting leg those seated on the feeding
-    trip without a seat on this leg yet."""
-    query = (
-        select(RosterEntry)
-        .options(joinedload(RosterEntry.worker, innerjoin=True))  # one query, not two
-        .where(RosterEntry.request_id == load.request_id)
-    )
+def _waiting(query: Select, trip: Trip, load: TripLoad, statuses: Sequence[str]) -> Select:
+    """``query`` narrowed to a request's workers who may get a seat on this trip: on a first
+    leg those in ``statuses`` without a seat that day; on a connecting leg those seated on the
+    feeding trip without a seat on this leg yet."""
     # NOT EXISTS, correlated: an index probe per entry on (entry, day, leg). The NOT IN it
     # replaces read every seat of the day (no index on the day alone): 24,000 seats a call on
     # a campaign day, once per trip load.
@@ -439,22 +436,50 @@ def _waiting_entries(
         )
         .exists()
     )
+    query = query.where(RosterEntry.request_id == load.request_id, ~same_leg)
     if trip.connects_from_id is None:
-        query = query.where(RosterEntry.status.in_(list(statuses)))
-    else:
-        feeder = select(SeatAssignment.roster_entry_id).where(
-            SeatAssignment.trip_id == trip.connects_from_id
-        )
-        query = query.where(
-            RosterEntry.id.in_(feeder),
-            RosterEntry.status.in_([EntryStatus.SEATED, EntryStatus.BOARDED]),
-        )
-    return list(db.session.scalars(query.where(~same_leg)))
+        return query.where(RosterEntry.status.in_(list(statuses)))
+    feeder = select(SeatAssignment.roster_entry_id).where(
+        SeatAssignment.trip_id == trip.connects_from_id
+    )
+    return query.where(
+        RosterEntry.id.in_(feeder),
+        RosterEntry.status.in_([EntryStatus.SEATED, EntryStatus.BOARDED]),
+    )
 
 
-def _in_seating_order(entries: list[RosterEntry]) -> list[RosterEntry]:
-    by_id = {entry.id: entry for entry in entries}
-    return [by_id[p.id] for p in allocation.seating_order([_passenger(e) for e in entries])]
+def _waiting_entries(
+    trip: Trip, load: TripLoad, statuses: Sequence[str] = (EntryStatus.CLEARED.value,)
+) -> list[RosterEntry]:
+    """The entries ``_waiting`` picks, with their workers (one query, not two)."""
+    query = select(RosterEntry).options(joinedload(RosterEntry.worker, innerjoin=True))
+    return list(db.session.scalars(_waiting(query, trip, load, statuses)))
+
+
+def _waiting_in_order(
+    trip: Trip, load: TripLoad, statuses: Sequence[str] = (EntryStatus.CLEARED.value,)
+) -> list[int]:
+    """The ids of ``_waiting_entries`` in seating order, from three columns a worker: a big
+    request's remaining workers are read again for each of its trips, and whole rows of them
+    were a campaign's costliest read."""
+    query = select(RosterEntry.id, RosterEntry.request_id, Worker.group_tag).join(
+        RosterEntry.worker
+    )
+    rows = db.session.execute(_waiting(query, trip, load, statuses))
+    return [p.id for p in allocation.seating_order([_passenger_of(*row) for row in rows])]
+
+
+def _entries_in_order(ids: list[int]) -> list[RosterEntry]:
+    """These roster entries with their workers, in this order."""
+    if not ids:
+        return []
+    found = db.session.scalars(
+        select(RosterEntry)
+        .options(joinedload(RosterEntry.worker, innerjoin=True))
+        .where(RosterEntry.id.in_(ids))
+    )
+    by_id = {entry.id: entry for entry in found}
+    return [by_id[entry_id] for entry_id in ids]
 
 
 def _choose(trip: Trip, load: TripLoad, room: int) -> tuple[list[RosterEntry], int]:
@@ -463,12 +488,12 @@ def _choose(trip: Trip, load: TripLoad, room: int) -> tuple[list[RosterEntry], i
     departure and freshness window) as are needed to fill the room: workers planned on a
     later trip are judged against their own trip's departure, not this one's."""
     if trip.connects_from_id is not None:  # they boarded the feeding trip cleared
-        return _in_seating_order(_waiting_entries(trip, load))[:room], 0
-    order = _in_seating_order(_waiting_entries(trip, load, health.CHECKABLE))
+        return _entries_in_order(_waiting_in_order(trip, load)[:room]), 0
+    order = _waiting_in_order(trip, load, health.CHECKABLE)
     chosen: list[RosterEntry] = []
     blocked = start = 0
     while len(chosen) < room and start < len(order):
-        batch = order[start : start + room - len(chosen)]
+        batch = _entries_in_order(order[start : start + room - len(chosen)])
         start += len(batch)
         counts = health.check_entries(
             batch,
