@@ -242,6 +242,35 @@ def test_the_last_attempt_gives_up_visibly_and_can_be_retried(mail_app, gateway,
     assert len(gateway.messages) == 1
 
 
+def test_seat_sms_do_not_wait_behind_staff_email(mail_app, gateway, smtp_server):
+    """The relay hands out the channels' batches in turn: a lock's seat SMS and its staff
+    emails leave side by side, not all of one channel first."""
+    decided = {"reference": "R1", "decision": "approved", "url": "x"}
+    with mail_app.app_context():
+        services.notify_many(
+            [
+                services.Outgoing(
+                    f"seat.given:e{n}", Channel.SMS, f"+861380013{n:04d}", "seat_given", SEAT
+                )
+                for n in range(250)
+            ]
+            + [
+                services.Outgoing(
+                    f"decided:{n}", Channel.EMAIL, f"hr{n}@a.example.cn", "request_decided", decided
+                )
+                for n in range(250)
+            ]
+        )
+        db.session.commit()  # embedded: the relay runs now, and sends each batch it hands out
+    sms, email = rows(mail_app, channel="sms"), rows(mail_app, channel="email")
+    assert {n.status for n in sms + email} == {"sent"}
+    assert len(gateway.messages) == 250
+    assert len(smtp_server.messages) == 250
+    # Three batches each: the first email batch left before the last SMS batch.
+    assert min(n.sent_at for n in email) < max(n.sent_at for n in sms)
+    assert min(n.sent_at for n in sms) < max(n.sent_at for n in email)
+
+
 def test_reminders_wait_for_their_time(mail_app, gateway):
     departure = utcnow() + timedelta(hours=26)
     sms(mail_app, "reminder.24h:1", "+8613800138005", send_at=departure - timedelta(hours=24))

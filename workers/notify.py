@@ -32,21 +32,29 @@ def relay_due(now: datetime, max_batches: int = 1000) -> int:
     before its batch leaves, so no batch is ever sent by two workers. A batch that cannot
     leave (Redis away) goes back to the queue at once, and the relay stops: otherwise every
     due message would be claimed and wait as 'sending' until it counts as abandoned
-    (NOTIFY_STALE_MINUTES); the next relay (beat's, or a commit's) hands them out."""
+    (NOTIFY_STALE_MINUTES); the next relay (beat's, or a commit's) hands them out.
+
+    The channels take turns, a batch each (at most ``max_batches`` each): the senders take
+    batches in the order they are handed out, and a locked train's seat SMS must not wait
+    behind the staff emails of the same lock."""
     services.recover_stale(now)
     db.session.commit()
     handed = 0
-    for channel in Channel:
-        for _ in range(max_batches):
+    channels = list(Channel)
+    for _ in range(max_batches):
+        for channel in list(channels):
             ids = services.claim_due(now, channel.value)
             db.session.commit()
             if not ids:
-                break
+                channels.remove(channel)
+                continue
             if not dispatch(SEND_TASK, (ids,)):
                 _unclaim(ids, now)
                 db.session.commit()
                 return handed
             handed += len(ids)
+        if not channels:
+            break
     return handed
 
 
