@@ -399,14 +399,27 @@ def _jti_used_by_other(jti: str, worker: Worker) -> bool:
     )
 
 
-def apply_verdict(entry: RosterEntry, verdict: Verdict) -> None:
+# A worker cleared with no reason left: nearly every entry of a submission or an allocation.
+_PLAIN_CLEARED = {
+    "status": EntryStatus.CLEARED.value,
+    "block_reason": None,
+    "override_reasons": None,
+    "override_note": None,
+    "overridden_by_id": None,
+    "overridden_at": None,
+}
+
+
+def apply_verdict(entry: RosterEntry, verdict: Verdict) -> bool:
+    """Give the entry the verdict. True when it is cleared with no reason: its columns are then
+    set as already saved, for ``_stamp_checked`` to write in one UPDATE with the others so
+    cleared (the flush wrote an UPDATE a row: 230,000 of them in a province's submissions)."""
     reasons = set(verdict.reasons)
     overridden = set((entry.override_reasons or "").split(",")) - {""}
     previous = entry.status
     if not reasons:
-        entry.status, entry.block_reason = EntryStatus.CLEARED.value, None
-        entry.override_reasons = entry.override_note = None
-        entry.overridden_by_id = entry.overridden_at = None
+        for column, value in _PLAIN_CLEARED.items():
+            set_committed_value(entry, column, value)
     elif reasons <= overridden:
         entry.status, entry.block_reason = EntryStatus.CLEARED.value, ",".join(verdict.reasons)
     else:
@@ -419,6 +432,7 @@ def apply_verdict(entry: RosterEntry, verdict: Verdict) -> None:
             request_id=entry.request_id,
             reasons=entry.block_reason or "",
         )
+    return not reasons
 
 
 def load_workers(entries: Iterable[RosterEntry]) -> None:
@@ -456,37 +470,41 @@ def check_entries(
     departure_of = departure_of or (lambda entry: request_departure(entry.request))
     counts = {"cleared": 0, "blocked": 0}
     newly_blocked: dict[int, list[RosterEntry]] = {}
+    plainly_cleared: list[int] = []
     for entry in entries:
         previous = entry.status
         verdict = checker.verdict(
             entry.worker, certificates.get(entry.worker_id), departure_of(entry)
         )
-        apply_verdict(entry, verdict)
+        if apply_verdict(entry, verdict):
+            plainly_cleared.append(entry.id)
         counts["cleared" if entry.status == EntryStatus.CLEARED else "blocked"] += 1
         if entry.status == EntryStatus.BLOCKED and (
             tell_all_blocked or previous != EntryStatus.BLOCKED
         ):
             newly_blocked.setdefault(entry.request_id, []).append(entry)
-    db.session.flush()  # only the entries whose verdict changed
-    _stamp_checked(entries)
+    db.session.flush()  # the entries blocked, or cleared by an override, whose verdict changed
+    _stamp_checked(entries, plainly_cleared)
     for blocked in newly_blocked.values():
         _tell_employer([(entry, entry.block_reason or "") for entry in blocked])
     return counts
 
 
-def _stamp_checked(entries: list[RosterEntry]) -> None:
-    """When each entry was last checked, in one UPDATE per 5,000 (most verdicts do not
-    change: an UPDATE per entry for the time alone was the costliest statement of a campaign's
-    allocation)."""
+def _stamp_checked(entries: list[RosterEntry], plainly_cleared: list[int]) -> None:
+    """When each entry was last checked, and the verdict of those plainly cleared, in one
+    UPDATE per 5,000 (an UPDATE per entry for the time alone was the costliest statement of a
+    campaign's allocation)."""
     now = utcnow()
-    ids = [entry.id for entry in entries]
-    for start in range(0, len(ids), 5000):
-        db.session.execute(
-            update(RosterEntry)
-            .where(RosterEntry.id.in_(ids[start : start + 5000]))
-            .values(health_checked_at=now)
-            .execution_options(synchronize_session=False)
-        )
+    cleared = set(plainly_cleared)
+    others = [entry.id for entry in entries if entry.id not in cleared]
+    for ids, values in ((plainly_cleared, _PLAIN_CLEARED), (others, {})):
+        for start in range(0, len(ids), 5000):
+            db.session.execute(
+                update(RosterEntry)
+                .where(RosterEntry.id.in_(ids[start : start + 5000]))
+                .values(health_checked_at=now, **values)
+                .execution_options(synchronize_session=False)
+            )
     for entry in entries:
         set_committed_value(entry, "health_checked_at", now)
 
