@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.accounts.models import User
@@ -158,22 +159,25 @@ def revoke_issuer(issuer: HealthIssuer, reason: str, actor: User) -> None:
     record_audit("issuer.revoked", issuer, actor)
 
 
-def _trust_list() -> tuple[dict[str, dict], dict[str, IssuerFacts]]:
-    keys, facts = {}, {}
-    for issuer in db.session.scalars(select(HealthIssuer)):
-        keys[issuer.kid] = issuer.public_jwk
-        facts[issuer.kid] = IssuerFacts(
-            kid=issuer.kid,
-            region_code=issuer.region_code,
-            valid_from=issuer.valid_from,
-            valid_until=issuer.valid_until,
-            revoked=issuer.revoked,
+def _issuer_facts() -> dict[str, IssuerFacts]:
+    """The trust list as a verdict needs it: without the keys (their JSON took most of each
+    check's look at the trust list, and a pass's signature is verified once)."""
+    rows = db.session.execute(
+        select(
+            HealthIssuer.kid,
+            HealthIssuer.region_code,
+            HealthIssuer.valid_from,
+            HealthIssuer.valid_until,
+            HealthIssuer.revoked,
         )
-    return keys, facts
+    )
+    return {row.kid: IssuerFacts(*row) for row in rows}
 
 
 def trust_list_keys() -> dict[str, dict]:
-    return _trust_list()[0]
+    """Each trusted key id's public key (JWK)."""
+    rows = db.session.execute(select(HealthIssuer.kid, HealthIssuer.public_jwk))
+    return dict(rows.all())
 
 
 # --- certificates --------------------------------------------------------------------------
@@ -316,7 +320,9 @@ def current_certificates(worker_ids: Iterable[int]) -> dict[int, HealthCertifica
         .subquery()
     )
     rows = db.session.scalars(
-        select(HealthCertificate).join(newest, HealthCertificate.id == newest.c.id)
+        select(HealthCertificate)
+        .join(newest, HealthCertificate.id == newest.c.id)
+        .options(defer(HealthCertificate.token_cipher))  # read only when a token is read
     )
     return {certificate.worker_id: certificate for certificate in rows}
 
@@ -328,10 +334,17 @@ class Checker:
     """Evaluates many entries with one read of the trust list."""
 
     def __init__(self, freshness_hours: int | None = None) -> None:
-        self.keys, self.issuers = _trust_list()
+        self.issuers = _issuer_facts()
+        self._keys: dict[str, dict] | None = None  # read only if a token must be read
         self.policy = policy(freshness_hours)
         self.pii = vault()
         self.jti_holders: dict[str, set[str]] = {}  # pass id -> ID number hashes holding it
+
+    @property
+    def keys(self) -> dict[str, dict]:
+        if self._keys is None:
+            self._keys = trust_list_keys()
+        return self._keys
 
     def know_holders(self, certificates: Iterable[HealthCertificate]) -> None:
         """Who holds these passes, in one query (else one query per verdict)."""
@@ -362,7 +375,7 @@ class Checker:
         else:
             reused = _jti_used_by_other(certificate.jti, worker)
         if certificate.subject_hash is None or (
-            certificate.signature_valid is None and certificate.kid in self.keys
+            certificate.signature_valid is None and certificate.kid in self.issuers
         ):
             # Not verified under a trusted key yet (its issuer was added since, or the row
             # predates the stored claims): read the token, and keep what it says.
