@@ -420,18 +420,16 @@ def add_workers(request: TransportRequest, workers: list[Worker], actor: User) -
         raise DomainError("workers.on_other_request")
     existing = {entry.worker_id: entry for entry in request.entries}
     touched: list[RosterEntry] = []
+    newcomers: list[Worker] = []
     for worker in workers:
         entry = existing.get(worker.id)
         if entry is None:
-            entry = RosterEntry(
-                request=request, worker=worker, id_number_hash=worker.id_number_hash
-            )
-            db.session.add(entry)
+            newcomers.append(worker)
         elif entry.status == EntryStatus.WITHDRAWN:
             entry.status, entry.withdrawn_at = EntryStatus.PENDING.value, None
-        else:
-            continue
-        touched.append(entry)
+            touched.append(entry)
+    if newcomers:
+        touched.extend(_new_entries(request, newcomers))
     if not touched:
         return 0
     db.session.flush()
@@ -450,6 +448,25 @@ def add_workers(request: TransportRequest, workers: list[Worker], actor: User) -
         )
         request.submitted_at = utcnow()
     return len(touched)
+
+
+def _new_entries(request: TransportRequest, workers: list[Worker]) -> list[RosterEntry]:
+    """The workers' entries on the request, written by one INSERT … RETURNING (the flush's
+    unit of work cost about 150 µs an entry: 238,000 of them in a province's requests)."""
+    if request.id is None:
+        db.session.flush()
+    entries = db.session.scalars(
+        insert(RosterEntry).returning(RosterEntry, sort_by_parameter_order=True),
+        [
+            {"request_id": request.id, "worker_id": w.id, "id_number_hash": w.id_number_hash}
+            for w in workers
+        ],
+    ).all()
+    for entry, worker in zip(entries, workers, strict=True):
+        set_committed_value(entry, "worker", worker)
+        set_committed_value(entry, "request", request)
+    set_committed_value(request, "entries", [*request.entries, *entries])
+    return list(entries)
 
 
 def withdraw_entry(entry: RosterEntry, actor: User) -> None:
