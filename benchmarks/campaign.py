@@ -76,6 +76,7 @@ import cProfile
 import hashlib
 import io
 import json
+import logging
 import math
 import multiprocessing
 import pstats
@@ -1631,6 +1632,8 @@ def stage_dispatch(run: Run, args: argparse.Namespace, database_url: str, tmp: P
             stack.callback(worker.stop)
             worker.wait_for(" ready.")
         sender = build_redis_app(database_url, args.redis_url, gateway_url)
+        # The app logs at INFO: not a line per poll of the gateway's count.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         celery_app = sender.extensions["celery"]
         before = worker_stats(celery_app)
         if not before:
