@@ -217,6 +217,33 @@ def test_public_lookup_answers_one_way_for_every_miss(app, people, as_role, thre
     assert wrong_digits.json == unknown.json
 
 
+def test_public_lookup_limits_count_misses_only(app, people, three_employers):  # noqa: F811
+    """A worker who checks their trip again and again is never refused; ten misses from one
+    address are, and five on one code (as on the lookup page)."""
+    trip_id = make_trip(app, people, three_employers)
+    with app.app_context():
+        seats = db.session.scalars(select(SeatAssignment).where(SeatAssignment.trip_id == trip_id))
+        (code, last4), (other_code, other_last4) = [
+            (seat.entry.booking_code, seat.entry.worker.phone_last4) for seat in seats
+        ][:2]
+    public = Api(app.test_client(), None)
+
+    def look_up(booking_code: str, digits: str, address: str = "10.0.0.1") -> int:
+        return public.client.post(
+            "/api/v1/public/trip-lookup",
+            json={"booking_code": booking_code, "last4": digits},
+            environ_base={"REMOTE_ADDR": address},
+        ).status_code
+
+    assert [look_up(code, last4) for _ in range(12)] == [200] * 12
+    wrong = f"{(int(other_last4) + 1) % 10000:04d}"
+    assert [look_up(other_code, wrong, f"10.0.1.{n}") for n in range(5)] == [404] * 5
+    assert look_up(other_code, other_last4, "10.0.1.9") == 429  # that code, from anywhere
+    assert [look_up(f"{n:010d}", last4, "10.0.2.1") for n in range(10)] == [404] * 10
+    assert look_up(code, last4, "10.0.2.1") == 429  # that address, any code
+    assert look_up(code, last4, "10.0.3.1") == 200
+
+
 def test_rate_limited_per_token_with_the_error_shape(tmp_path, people_free_app):
     app, token = people_free_app
     client = Api(app.test_client(), token)

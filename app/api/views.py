@@ -1188,6 +1188,12 @@ LOOKUP = {
 }
 
 
+def _lookup_missed(response) -> bool:
+    # As on the lookup page, only misses use up the allowance: a worker who checks their trip
+    # again, or a village's workers behind one carrier address, are never refused.
+    return response.status_code != 200
+
+
 def _lookup_code_key() -> str:
     body = request.get_json(silent=True)
     code = body.get("booking_code") if isinstance(body, dict) else None
@@ -1208,8 +1214,16 @@ def _lookup_code_key() -> str:
         "properties": {"trip_page": {"type": "string"}, "legs": {"type": "array"}},
     },
 )
-@limiter.limit("10/minute", key_func=lambda: "api-lookup-ip:" + (request.remote_addr or ""))
-@limiter.limit("5 per 15 minutes", key_func=_lookup_code_key)
+@limiter.limit(
+    lambda: current_app.config.get("TRIP_LOOKUP_RATE_LIMIT_PER_IP", "10 per minute"),
+    key_func=lambda: "api-lookup-ip:" + (request.remote_addr or ""),
+    deduct_when=_lookup_missed,
+)
+@limiter.limit(
+    lambda: current_app.config.get("TRIP_LOOKUP_RATE_LIMIT_PER_CODE", "5 per 15 minutes"),
+    key_func=_lookup_code_key,
+    deduct_when=_lookup_missed,
+)
 def trip_lookup():
     body = _payload()
     entry = trips.find_booking(str(body.get("booking_code") or ""), str(body.get("last4") or ""))
