@@ -577,6 +577,9 @@ def coordinator_plans_the_train(app: Flask, cast: Cast, page: Page) -> int:
     # Nine carriages of 118 at 50% with alternate seats: 59 each.
     assert page.locator("table.plan tbody td").first.inner_text() == str(9 * 59)
     shot(page, "k4016-2-coordinator-plan.png")
+    # Ten requests' columns scroll inside the plan's table: the page is no wider than the
+    # window (the table used to widen the whole page at 1280 px).
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
     press(page, page.locator("button[name=apply]"))
     assert said_n(app, "%(num)d trip created.", "%(num)d trips created.", 1) in flash(page)
     return trip_of(app, cast.train_id)
