@@ -346,8 +346,7 @@ def request_detail(request_id: int):
         status=status,
         masked=exports.masked_worker,
         seats=trips.seats_of_entries([entry.id for entry in page.items]),
-        trips=trips.trips_of_request(request_id),
-        final_legs=trips.final_legs(request_id),
+        request_trips=trips.request_trips(request_id),
         decision_form=DecisionForm(),
         action_form=FlaskForm(),
     )

@@ -24,7 +24,7 @@ from flask_babel import force_locale, format_date, format_datetime, format_time
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Select, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased, contains_eager, joinedload
+from sqlalchemy.orm import contains_eager, joinedload
 
 from app.accounts.models import User
 from app.accounts.services import organization_users, region_coordinators
@@ -882,42 +882,43 @@ def itinerary(entry_id: int) -> list[SeatAssignment]:
     return list(db.session.scalars(_itinerary(), {"entry_id": entry_id}).unique())
 
 
-def trips_of_request(request_id: int) -> list[tuple[Trip, int]]:
-    """The trips carrying a request's workers (not cancelled), with how many of them each."""
-    return [
-        (trip, count)
-        for trip, count in db.session.execute(
-            select(Trip, func.count(SeatAssignment.id))
-            .join(SeatAssignment, SeatAssignment.trip_id == Trip.id)
-            .join(RosterEntry, SeatAssignment.roster_entry_id == RosterEntry.id)
-            .where(RosterEntry.request_id == request_id, Trip.status != TripStatus.CANCELLED)
-            .group_by(Trip.id)
-            .order_by(Trip.departs_at)
-        ).all()
-    ]
-
-
-def final_legs(request_id: int) -> set[int]:
-    """Trips on which some of a request's workers reach their last stop (no onward leg):
+@dataclass(frozen=True)
+class RequestTrips:
+    """The trips carrying a request's workers (not cancelled) with how many of them each, in
+    travel order, and those on which some of them reach their last stop (no onward leg):
     where the employer receives them."""
-    onward, next_trip = aliased(SeatAssignment), aliased(Trip)
-    rides_on = (
-        select(onward.id)
-        .join(next_trip, onward.trip_id == next_trip.id)
-        .where(
-            onward.roster_entry_id == SeatAssignment.roster_entry_id,
-            next_trip.connects_from_id == SeatAssignment.trip_id,
-            next_trip.status != TripStatus.CANCELLED,
-        )
-        .exists()
+
+    trips: list[tuple[Trip, int]]
+    final_legs: set[int]
+
+
+def request_trips(request_id: int) -> RequestTrips:
+    # The request's entries are read first and given as a list of ids: joined to the request
+    # instead, PostgreSQL read every seat of the campaign (a parallel scan of 230,000, about
+    # 17 ms a query) rather than probing the (entry, day, leg) index once per entry.
+    ids = list(
+        db.session.scalars(select(RosterEntry.id).where(RosterEntry.request_id == request_id))
     )
-    return set(
-        db.session.scalars(
-            select(SeatAssignment.trip_id)
-            .join(RosterEntry, SeatAssignment.roster_entry_id == RosterEntry.id)
-            .where(RosterEntry.request_id == request_id, ~rides_on)
-            .distinct()
+    counts: dict[Trip, int] = defaultdict(int)
+    seats: list[tuple[int, int]] = []
+    rides_on: set[tuple[int, int]] = set()  # (trip, entry): the entry rides on from that trip
+    for start in range(0, len(ids), 5000):
+        rows = db.session.execute(
+            select(SeatAssignment.roster_entry_id, Trip)
+            .join(Trip)
+            .options(joinedload(Trip.vehicle))
+            .where(SeatAssignment.roster_entry_id.in_(ids[start : start + 5000]))
         )
+        for entry_id, trip in rows:
+            seats.append((trip.id, entry_id))
+            if trip.status == TripStatus.CANCELLED:
+                continue
+            counts[trip] += 1
+            if trip.connects_from_id is not None:
+                rides_on.add((trip.connects_from_id, entry_id))
+    return RequestTrips(
+        trips=sorted(counts.items(), key=lambda pair: (pair[0].departs_at, pair[0].id)),
+        final_legs={trip_id for trip_id, entry_id in seats if (trip_id, entry_id) not in rides_on},
     )
 
 
