@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -65,7 +66,15 @@ def relay_at(app, when) -> int:
         return relay_due(when)
 
 
-def sms(app, event: str, to: str, send_at=None) -> None:
+@dataclass
+class Route:
+    """What a message is about, for its regions (a request or a trip has these two)."""
+
+    origin_region_code: str = "500235"  # 云阳县
+    destination_region_code: str = "370102"  # 济南市历下区: the coordinator's (370100)
+
+
+def sms(app, event: str, to: str, send_at=None, about: Route | None = None) -> None:
     with app.app_context():
         services.notify(
             event,
@@ -74,6 +83,7 @@ def sms(app, event: str, to: str, send_at=None) -> None:
             SEAT,
             to=to,
             send_at=send_at,
+            about=about or Route(),
         )
         db.session.commit()
 
@@ -240,6 +250,42 @@ def test_the_last_attempt_gives_up_visibly_and_can_be_retried(mail_app, gateway,
     # Retried in-process right after the commit.
     assert rows(mail_app)[0].status == "sent"
     assert len(gateway.messages) == 1
+
+
+def test_a_coordinator_sees_and_retries_their_regions_messages_only(
+    mail_app, gateway, client_as, people
+):
+    """The outbox of a coordinator of 济南 (370100) holds the messages of requests and trips
+    leaving from or going to it; another region's stay out of their lists, counts and "retry
+    all". An admin's outbox holds everything."""
+    gateway.fail_next(100, status=400)  # every message fails at once, for good
+    sms(mail_app, "seat.given:jinan", "+8613800138004")  # to 济南
+    sms(mail_app, "seat.given:from-jinan", "+8613800138005", about=Route("370105", "320100"))
+    sms(mail_app, "seat.given:nanjing", "+8613800138006", about=Route("500235", "320100"))
+    relay_at(mail_app, utcnow())
+    assert {row.status for row in rows(mail_app)} == {"failed"}
+
+    coordinator = client_as("coordinator")
+    page = coordinator.get("/outbox").get_data(as_text=True)
+    assert "seat.given:jinan" in page
+    assert "seat.given:from-jinan" in page
+    assert "seat.given:nanjing" not in page
+    assert "seat.given:nanjing" in client_as("admin").get("/outbox").get_data(as_text=True)
+
+    gateway.reset()
+    submit(coordinator, "/outbox/retry", {"all": "1"}, form_url="/outbox")
+    statuses = {row.event: row.status for row in rows(mail_app)}
+    assert statuses == {
+        "seat.given:jinan": "sent",
+        "seat.given:from-jinan": "sent",
+        "seat.given:nanjing": "failed",
+    }
+    with mail_app.app_context():
+        nanjing = db.session.scalar(
+            select(Notification.id).where(Notification.event == "seat.given:nanjing")
+        )
+    submit(coordinator, "/outbox/retry", {"id": str(nanjing)}, form_url="/outbox")
+    assert {row.event: row.status for row in rows(mail_app)}["seat.given:nanjing"] == "failed"
 
 
 def test_seat_sms_do_not_wait_behind_staff_email(mail_app, gateway, smtp_server):

@@ -343,6 +343,7 @@ def _tell_coordinators(request: TransportRequest, workers: int) -> None:
             "workers": workers,
             "url": link(f"/requests/{request.id}"),
         },
+        about=request,
     )
 
 
@@ -357,6 +358,7 @@ def _tell_employer_decision(request: TransportRequest) -> None:
             "reason": request.decision_reason or "",
             "url": link(f"/requests/{request.id}"),
         },
+        about=request,
     )
 
 

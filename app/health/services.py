@@ -553,6 +553,7 @@ def _tell_employer(blocked: list[tuple[RosterEntry, str]]) -> None:
                 )
             ),
         },
+        about=request,
     )
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, true
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, or_, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.access import Role
 from app.core.clock import utcnow
+from app.core.regions import region_prefix
 from app.extensions import db
 
 
@@ -53,6 +54,10 @@ class Notification(db.Model):
     provider_id: Mapped[str | None] = mapped_column(String(100))
     read_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Where the message's request or trip leaves from and goes to: a coordinator's outbox
+    # shows their region's messages. None: no region (an admin's outbox shows everything).
+    origin_region_code: Mapped[str | None] = mapped_column(String(6))
+    destination_region_code: Mapped[str | None] = mapped_column(String(6))
 
     __table_args__ = (
         CheckConstraint("channel IN ('sms', 'email', 'inapp')", name="channel_known"),
@@ -77,6 +82,13 @@ class Notification(db.Model):
 
     @classmethod
     def visible_to(cls, user):
-        if user.role in (Role.ADMIN, Role.COORDINATOR):
+        if user.role == Role.ADMIN:
             return true()
+        if user.role == Role.COORDINATOR:
+            # As for requests: leaving from or going to the coordinator's region.
+            prefix = region_prefix(user.region_code)
+            return or_(
+                cls.origin_region_code.startswith(prefix),
+                cls.destination_region_code.startswith(prefix),
+            )
         return cls.user_id == user.id

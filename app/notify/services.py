@@ -16,12 +16,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from flask import current_app
 from flask_babel import force_locale
 from psycopg import sql
 from psycopg.types.json import Json
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +44,21 @@ BATCH_SIZE = 100
 # --- writing -------------------------------------------------------------------------------
 
 
+class HasRegions(Protocol):
+    """What a message is about, for its region (a transport request or a trip)."""
+
+    origin_region_code: str
+    destination_region_code: str
+
+
+def _regions(about: HasRegions | None) -> dict[str, str | None]:
+    """The outbox row's regions (see Notification): a coordinator's outbox shows its own."""
+    return {
+        "origin_region_code": about.origin_region_code if about else None,
+        "destination_region_code": about.destination_region_code if about else None,
+    }
+
+
 def notify(
     event: str,
     channel: Channel,
@@ -53,6 +69,7 @@ def notify(
     user: User | None = None,
     locale: str | None = None,
     send_at: datetime | None = None,
+    about: HasRegions | None = None,
 ) -> Notification:
     """Put one message in the outbox (or return the one this event already put there)."""
     pii = vault()
@@ -73,6 +90,7 @@ def notify(
         or current_app.config["BABEL_DEFAULT_LOCALE"],
         context=context,
         send_at=send_at or utcnow(),
+        **_regions(about),
     )
     try:
         with db.session.begin_nested():
@@ -97,13 +115,14 @@ class Outgoing:
     locale: str | None = None
 
 
-def notify_many(messages: Iterable[Outgoing]) -> None:
+def notify_many(messages: Iterable[Outgoing], about: HasRegions | None = None) -> None:
     """Put many messages in the outbox in one bulk write (a locked train: thousands of
     seat messages in one transaction). Messages whose event is already there are skipped, as
     in ``notify``."""
     pii = vault()
     default_locale = current_app.config["BABEL_DEFAULT_LOCALE"]
     now = utcnow()
+    regions = _regions(about)
     rows = [
         {
             "idempotency_key": f"{m.event}|{m.channel}|{pii.lookup_hash(m.to)[:24]}",
@@ -117,6 +136,7 @@ def notify_many(messages: Iterable[Outgoing]) -> None:
             "status": NotificationStatus.PENDING.value,
             "attempts": 0,
             "created_at": now,
+            **regions,
         }
         for m in messages
     ]
@@ -145,6 +165,8 @@ _OUTBOX_COLUMNS = (
     "status",
     "attempts",
     "created_at",
+    "origin_region_code",
+    "destination_region_code",
 )
 _COLUMNS = sql.SQL(", ").join(map(sql.Identifier, _OUTBOX_COLUMNS))
 _CREATE_BATCH = sql.SQL(
@@ -177,11 +199,12 @@ def _copy_into_outbox(rows: list[dict]) -> None:
         cursor.execute(_INSERT_BATCH)
 
 
-def retrying() -> tuple[int, Notification | None]:
+def retrying(visible: ColumnElement[bool]) -> tuple[int, Notification | None]:
     """Messages waiting to be tried again after an error (a gateway slow or down), and the
     newest of them: until they give up they are in no "not delivered" list."""
     count, newest = db.session.execute(
         select(func.count(), func.max(Notification.id)).where(
+            visible,
             Notification.status == NotificationStatus.PENDING,
             Notification.last_error.is_not(None),
         )
@@ -209,7 +232,13 @@ def link(path: str) -> str:
     return current_app.config["BASE_URL"].rstrip("/") + path
 
 
-def notify_users(event: str, users: Iterable[User], template: str, context: dict) -> None:
+def notify_users(
+    event: str,
+    users: Iterable[User],
+    template: str,
+    context: dict,
+    about: HasRegions | None = None,
+) -> None:
     """Staff hear by email and in the service's own inbox.
 
     The rows ``notify`` writes for each user and channel, in one INSERT that skips those
@@ -218,6 +247,7 @@ def notify_users(event: str, users: Iterable[User], template: str, context: dict
     pii = vault()
     default_locale = current_app.config["BABEL_DEFAULT_LOCALE"]
     now = utcnow()
+    regions = _regions(about)
     rows: dict[str, dict] = {}
     for user in users:
         if not user.active:
@@ -242,6 +272,7 @@ def notify_users(event: str, users: Iterable[User], template: str, context: dict
                     "status": NotificationStatus.PENDING.value,
                     "attempts": 0,
                     "created_at": now,
+                    **regions,
                 },
             )
     if not rows:
@@ -434,11 +465,11 @@ def deliver(ids: list[int], now: datetime | None = None) -> dict[str, int]:
 # --- the operator view ---------------------------------------------------------------------
 
 
-def status_counts() -> dict[str, dict[str, int]]:
+def status_counts(visible: ColumnElement[bool]) -> dict[str, dict[str, int]]:
     rows = db.session.execute(
-        select(Notification.channel, Notification.status, func.count()).group_by(
-            Notification.channel, Notification.status
-        )
+        select(Notification.channel, Notification.status, func.count())
+        .where(visible)
+        .group_by(Notification.channel, Notification.status)
     ).all()
     counts: dict[str, dict[str, int]] = {
         channel.value: dict.fromkeys(NotificationStatus, 0) for channel in Channel
@@ -449,9 +480,10 @@ def status_counts() -> dict[str, dict[str, int]]:
 
 
 def retry(ids: Iterable[int] | None, actor: User) -> int:
-    """Failed or dead messages back to the queue, attempts counted afresh."""
+    """Failed or dead messages the actor may see back to the queue, attempts counted afresh."""
     query = update(Notification).where(
-        Notification.status.in_([NotificationStatus.FAILED, NotificationStatus.DEAD])
+        Notification.visible_to(actor),
+        Notification.status.in_([NotificationStatus.FAILED, NotificationStatus.DEAD]),
     )
     if ids is not None:
         query = query.where(Notification.id.in_(list(ids)))
@@ -465,7 +497,9 @@ def retry(ids: Iterable[int] | None, actor: User) -> int:
     return result.rowcount or 0
 
 
-def recent_events(since: datetime, limit: int = 20) -> list[tuple[str, int, int, int]]:
+def recent_events(
+    since: datetime, visible: ColumnElement[bool], limit: int = 20
+) -> list[tuple[str, int, int, int]]:
     """Events of the last hours with how far their messages have got: (event, total, sent,
     failed or dead). A large send (5,000 seat messages) shows as a progress bar."""
     done = func.sum(func.cast(Notification.status == NotificationStatus.SENT, db.Integer))
@@ -477,7 +511,7 @@ def recent_events(since: datetime, limit: int = 20) -> list[tuple[str, int, int,
     )
     rows = db.session.execute(
         select(Notification.event, func.count(), done, stuck)
-        .where(Notification.created_at >= since)
+        .where(Notification.created_at >= since, visible)
         .group_by(Notification.event)
         .order_by(func.max(Notification.created_at).desc())
         .limit(limit)

@@ -132,24 +132,29 @@ SAMPLES = {
 @bp.get("/outbox")
 @operators
 def outbox():
+    """The messages of the user's region (an admin's: all)."""
+    visible = Notification.visible_to(current_user)
     failed = db.paginate(
         select(Notification)
-        .where(Notification.status.in_([NotificationStatus.FAILED, NotificationStatus.DEAD]))
+        .where(
+            visible, Notification.status.in_([NotificationStatus.FAILED, NotificationStatus.DEAD])
+        )
         .order_by(Notification.id.desc()),
         per_page=current_app.config["ITEMS_PER_PAGE"],
     )
-    retrying, last_retried = services.retrying()
+    retrying, last_retried = services.retrying(visible)
     return render_template(
         "notify/outbox.html",
-        counts=services.status_counts(),
+        counts=services.status_counts(visible),
         retrying=retrying,
         last_retried=last_retried,
-        events=services.recent_events(utcnow() - timedelta(hours=24)),
+        events=services.recent_events(utcnow() - timedelta(hours=24), visible),
         failed=failed,
         form=FlaskForm(),
         running=db.session.scalar(
             select(Notification.id)
             .where(
+                visible,
                 Notification.status.in_([NotificationStatus.PENDING, NotificationStatus.SENDING]),
                 Notification.send_at <= utcnow(),
             )

@@ -394,16 +394,20 @@ def _seats_offered(condition) -> int:
     return total
 
 
-def notification_counts(window: Window) -> dict[str, dict[str, int]]:
-    """Messages written in the window, by channel and status (the outbox serves every
-    region, so this is not limited to one)."""
+def notification_counts(user: User, window: Window) -> dict[str, dict[str, int]]:
+    """Messages written in the window about the user's region (a request's or trip's, see
+    ``Notification``), by channel and status."""
     counts = {
         channel.value: dict.fromkeys((s.value for s in NotificationStatus), 0)
         for channel in Channel
     }
     for channel, status, n in db.session.execute(
         select(Notification.channel, Notification.status, func.count())
-        .where(Notification.created_at >= window.start, Notification.created_at < window.end)
+        .where(
+            Notification.visible_to(user),
+            Notification.created_at >= window.start,
+            Notification.created_at < window.end,
+        )
         .group_by(Notification.channel, Notification.status)
     ):
         counts[channel][status] = n

@@ -109,7 +109,7 @@ def dashboard():
             trips=trips,
             origins=origins,
             destinations=destinations,
-            notifications=services.notification_counts(window),
+            notifications=services.notification_counts(user, window),
             charts=_day_charts(trips, window),
         )
     return render_template("reports/dashboard.html", **context)

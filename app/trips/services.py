@@ -807,6 +807,7 @@ def cancel_trip(trip_id: int, reason: str, actor: User) -> int:
                 "reason": trip.cancel_reason,
                 "url": link(f"/requests/{request.id}"),
             },
+            about=trip,
         )
     record_audit("trip.cancelled", trip, actor, freed=len(taken))
     return len(taken)
@@ -997,7 +998,7 @@ def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str) -> None:
                         send_at=send_at,
                     )
                 )
-    notify_many(messages)
+    notify_many(messages, about=trip)
 
 
 def _reminder_prefixes(trip_id: int, entry_id: int | None = None) -> list[str]:
@@ -1029,6 +1030,7 @@ def _tell_destination(trip: Trip, taken: list[SeatAssignment]) -> None:
             "employers": sorted(per_employer.items()),
             "url": link(f"/trips/{trip.id}"),
         },
+        about=trip,
     )
 
 
@@ -1229,6 +1231,7 @@ def _tell_staff_of_fever(trip: Trip, entry: RosterEntry, celsius: Decimal) -> No
             "place": trip.origin_point,
             "url": link(f"/requests/{request.id}"),
         },
+        about=trip,
     )
 
 
@@ -1341,6 +1344,7 @@ def _tell_employers(trip: Trip, template: str) -> None:
                 "destination": trip.destination_point,
                 "url": link(f"/requests/{request_id}/handover/{trip.id}"),
             },
+            about=trip,
         )
 
 
@@ -1480,6 +1484,7 @@ def withdraw_from_travel(entry_id: int, actor: User | None) -> None:
             "by_worker": actor is None,
             "url": link(f"/requests/{request.id}"),
         },
+        about=request,
     )
 
 
