@@ -166,8 +166,12 @@ def test_worker_refuses_to_start_without_redis(tmp_path):
 def test_beat_starts(migrated_postgres_url, redis_url, tmp_path):
     env = service_env(tmp_path, migrated_postgres_url, redis_url)
     with celery_process("beat", env, tmp_path / "beat.log", "beat: Starting"):
-        pass
-    assert any(tmp_path.glob("celerybeat-schedule*"))  # kept in the instance folder
+        # Beat opens its schedule just after that line (it once lost the race with the stop on
+        # a busy machine): a wait for it, not a speed test.
+        deadline = time.monotonic() + 30
+        while not any(tmp_path.glob("celerybeat-schedule*")):  # kept in the instance folder
+            assert time.monotonic() < deadline, "beat kept no schedule in the instance folder"
+            time.sleep(0.1)
 
 
 @pytest.mark.postgres
