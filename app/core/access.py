@@ -17,9 +17,21 @@ from typing import TypeVar
 from flask import abort
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 
+from app.core.regions import region_prefix
 from app.extensions import db
+
+
+def route_in_region(model, user):
+    """Rows of a route (``origin_region_code``, ``destination_region_code``) leaving from or
+    going to the user's region: what a coordinator sees of requests, trips and their
+    messages."""
+    prefix = region_prefix(user.region_code)
+    return or_(
+        model.origin_region_code.startswith(prefix),
+        model.destination_region_code.startswith(prefix),
+    )
 
 
 class Role(enum.StrEnum):

@@ -16,15 +16,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
-    or_,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.accounts.models import Organization
-from app.core.access import Role
+from app.core.access import Role, route_in_region
 from app.core.clock import utcnow
-from app.core.regions import region_prefix
 from app.extensions import db
 
 
@@ -153,11 +151,7 @@ class TransportRequest(db.Model):
     def visible_to(cls, user):
         if user.role == Role.COORDINATOR:
             # A coordinator's region covers requests leaving from or going to it.
-            prefix = region_prefix(user.region_code)
-            return (cls.status != RequestStatus.DRAFT.value) & or_(
-                cls.origin_region_code.startswith(prefix),
-                cls.destination_region_code.startswith(prefix),
-            )
+            return (cls.status != RequestStatus.DRAFT.value) & route_in_region(cls, user)
         return organization_scope(cls, user)
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, or_, true
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.access import Role
+from app.core.access import Role, route_in_region
 from app.core.clock import utcnow
-from app.core.regions import region_prefix
 from app.extensions import db
 
 
@@ -85,10 +84,5 @@ class Notification(db.Model):
         if user.role == Role.ADMIN:
             return true()
         if user.role == Role.COORDINATOR:
-            # As for requests: leaving from or going to the coordinator's region.
-            prefix = region_prefix(user.region_code)
-            return or_(
-                cls.origin_region_code.startswith(prefix),
-                cls.destination_region_code.startswith(prefix),
-            )
+            return route_in_region(cls, user)
         return cls.user_id == user.id

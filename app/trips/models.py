@@ -19,14 +19,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
-    or_,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.core.access import Role
+from app.core.access import Role, route_in_region
 from app.core.clock import utcnow
-from app.core.regions import region_prefix
 from app.demand.models import RosterEntry, TransportRequest
 from app.extensions import db
 from app.fleet.models import Driver, Vehicle
@@ -134,11 +132,7 @@ class Trip(db.Model):
     @classmethod
     def visible_to(cls, user):
         if user.role == Role.COORDINATOR:
-            prefix = region_prefix(user.region_code)
-            return or_(
-                cls.origin_region_code.startswith(prefix),
-                cls.destination_region_code.startswith(prefix),
-            )
+            return route_in_region(cls, user)
         return true() if user.role == Role.ADMIN else false()
 
 
