@@ -284,6 +284,12 @@ def client_as(app: Flask, people: People):
 # --- a real Celery worker ------------------------------------------------------------------
 
 
+def celery_command(command: str, *options: str) -> list[str]:
+    """``celery -A workers <command>`` with INFO logs, as this venv runs it."""
+    celery = [sys.executable, "-m", "celery", "-A", "workers"]
+    return [*celery, command, "--loglevel", "INFO", *options]
+
+
 @contextmanager
 def celery_process(
     command: str, env: dict[str, str], log_file: Path, ready: str, *options: str
@@ -291,17 +297,7 @@ def celery_process(
     """``celery -A workers <command>`` as a child process, until its log says ``ready``."""
     with log_file.open("w") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers",
-                command,
-                "--loglevel",
-                "INFO",
-                *options,
-            ],
+            celery_command(command, *options),
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=log,

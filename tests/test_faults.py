@@ -59,6 +59,7 @@ from tests.conftest import (
     PASSWORD,
     ROOT,
     People,
+    celery_command,
     free_port,
     make_app,
     service_env,
@@ -288,17 +289,7 @@ def worker_process(env: dict, log: Path, *options: str) -> Iterator[subprocess.P
     does; killed at the end (a warm shutdown costs seconds, and the test is done with it)."""
     with log.open("w") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers",
-                "worker",
-                "--loglevel",
-                "INFO",
-                *options,
-            ],
+            celery_command("worker", *options),
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=out,

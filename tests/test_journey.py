@@ -57,7 +57,7 @@ import pytest
 from flask import Flask
 from flask_babel import gettext, ngettext
 from openpyxl import Workbook
-from playwright.sync_api import Browser, Locator, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
@@ -308,13 +308,9 @@ def flash(page: Page) -> str:
     return " ".join(page.locator("p.flash").all_inner_texts())
 
 
-def sign_in_page(
-    browser: Browser, base: str, email: str, problems: list[str], typed: bool = False, **options
-) -> Page:
-    """A browser context of its own, signed in: through the sign-in page when ``typed``, else
-    by posting the same form with the context's own HTTP client (its cookies are the page's)."""
-    context = browser.new_context(base_url=base, **options)
-    context.set_default_timeout(20_000)
+def watch_responses(context: BrowserContext, problems: list[str]) -> None:
+    """Every error answer the context's pages get goes into ``problems`` (the browser's own
+    favicon probe aside)."""
     context.on(
         "response",
         lambda r: (
@@ -323,6 +319,16 @@ def sign_in_page(
             else None
         ),
     )
+
+
+def sign_in_page(
+    browser: Browser, base: str, email: str, problems: list[str], typed: bool = False, **options
+) -> Page:
+    """A browser context of its own, signed in: through the sign-in page when ``typed``, else
+    by posting the same form with the context's own HTTP client (its cookies are the page's)."""
+    context = browser.new_context(base_url=base, **options)
+    context.set_default_timeout(20_000)
+    watch_responses(context, problems)
     page = context.new_page()
     if typed:
         page.goto("/login")
@@ -859,14 +865,7 @@ def test_k4016_through_the_pages(app, k4016, live_server, browser):  # noqa: F81
         has_touch=True,
         java_script_enabled=False,
     )
-    phone.on(
-        "response",
-        lambda r: (
-            problems.append(f"{r.status} {r.request.method} {r.url}")
-            if r.status >= 400 and not r.url.endswith("/favicon.ico")
-            else None
-        ),
-    )
+    watch_responses(phone, problems)
     mine = phone.new_page()
     assert mine.goto(link.group(1)).status == 200
     legs = mine.locator("section.leg")
