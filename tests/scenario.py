@@ -3,7 +3,7 @@ workers, and vehicles. Call inside an app context; the caller commits."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -17,6 +17,7 @@ from app.extensions import db
 from app.fleet.models import Driver, Operator, Vehicle
 from app.health import services as health
 from app.health.cli import create_demo_issuer, issue_demo_pass
+from app.trips.services import Leg
 
 _serial = iter(range(1, 10**6))
 
@@ -134,3 +135,19 @@ def driver(name: str = "刘师傅", phone: str = "+8613900001111") -> Driver:
     db.session.add(created)
     db.session.flush()
     return created
+
+
+def yunyang_to_jinan(day: date, max_load_percent: int = 100) -> Leg:
+    """A coach leg from 云阳汽车站 at 06:00 on ``day`` to 济南长途汽车总站, 18 hours."""
+    departs = datetime.combine(day, datetime.min.time(), health.local_zone()) + timedelta(hours=6)
+    return Leg(
+        "500235",
+        "云阳汽车站",
+        None,
+        "370100",
+        "济南长途汽车总站",
+        None,
+        departs,
+        departs + timedelta(hours=18),
+        max_load_percent=max_load_percent,
+    )

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -46,7 +46,6 @@ from app.core.models import AuditEntry
 from app.demand import services as demand
 from app.demand.models import EntryStatus, RosterEntry, RosterImport, Worker
 from app.extensions import db
-from app.health import services as health
 from app.notify import services
 from app.notify.channels import message_id
 from app.notify.models import Channel, Notification, NotificationStatus
@@ -320,20 +319,7 @@ def planned_trip(app: Flask, people: People, tmp_path: Path, seated: bool = Fals
         )
         vehicle = scenario.vehicle("渝F45454", "coach-45")
         actor = db.session.get(User, people.coordinator_id)
-        departs = datetime.combine(DAY, datetime.min.time(), health.local_zone()) + timedelta(
-            hours=6
-        )
-        leg = trips.Leg(
-            "500235",
-            "云阳汽车站",
-            None,
-            "370100",
-            "济南长途汽车总站",
-            None,
-            departs,
-            departs + timedelta(hours=18),
-            max_load_percent=50,
-        )
+        leg = scenario.yunyang_to_jinan(DAY, max_load_percent=50)
         trip = trips.create_trip(vehicle, leg, actor, {request.id: 10})
         if seated:
             assert trips.allocate_seats(trip.id, actor).seated == 10

@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from select import select as wait_readable
 
@@ -37,7 +37,6 @@ from app.accounts.models import User
 from app.core.clock import local_today
 from app.demand.models import EntryStatus, RosterEntry
 from app.extensions import db
-from app.health import services as health
 from app.trips import allocation
 from app.trips import services as trips
 from app.trips.models import SeatAssignment, Trip
@@ -88,22 +87,9 @@ def open_trips(app, setup: dict) -> list[int]:
     planner's capacity check (apply_plan) is what would refuse such a plan."""
     with app.app_context():
         actor = db.session.get(User, setup["actor"])
-        departs = datetime.combine(DAY, datetime.min.time(), health.local_zone()) + timedelta(
-            hours=6
-        )
         ids = []
         for vehicle_id in setup["vehicles"]:
-            leg = trips.Leg(
-                "500235",
-                "云阳汽车站",
-                None,
-                "370100",
-                "济南长途汽车总站",
-                None,
-                departs,
-                departs + timedelta(hours=18),
-                max_load_percent=50,
-            )
+            leg = scenario.yunyang_to_jinan(DAY, max_load_percent=50)
             vehicle = db.session.get(scenario.Vehicle, vehicle_id)
             loads = dict.fromkeys(setup["requests"], 10)
             ids.append(trips.create_trip(vehicle, leg, actor, loads).id)
