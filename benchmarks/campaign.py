@@ -40,8 +40,9 @@ and committed as its view or task commits it; jobs after commit are recorded, no
    free coaches (coach-53 and coach-45 at the 2020 rule: 50% of rated seats, last two rows empty:
    26 and 22 seats) or the special train (train-hard-seat-118 carriages at 50% with alternate
    seats: 59 a carriage), then ``apply_plan`` + commit.
-6. allocate: ``allocate_seats`` + commit, per trip (the health of each worker is checked again
-   at the trip's departure).
+6. allocate: ``allocate_trips`` + commit, per (origin, destination, day): the seats of the trips
+   its plan made, in one call, as the plan page's "create these trips and give seats" gives them
+   (the health of each worker is checked again at the trip's departure).
 7. lock: ``lock_manifest`` + commit, per trip: every seat SMS and two reminders to the outbox.
 8. dispatch: a real Celery worker (``celery -A workers worker --pool prefork --concurrency 2``)
    on Redis db 13 and the fake SMS gateway (its own process); the relay task is kicked once (and
@@ -750,9 +751,9 @@ PARTS = (
     ((health,), "_tell_employer", "health._tell_employer"),
     ((trips,), "make_plan", "make_plan"),
     ((trips,), "create_trip", "create_trip"),
-    ((trips,), "lock_trip", "lock_trip"),
+    ((trips,), "_lock_trips", "_lock_trips"),
     ((trips,), "_lock_requests", "_lock_requests"),
-    ((trips,), "assignments", "assignments (seats, entries, workers)"),
+    ((trips,), "_assignments_of", "assignments (seats, entries, workers)"),
     ((trips,), "_waiting_in_order", "_waiting_in_order"),
     ((trips,), "_entries_in_order", "_entries_in_order"),
     ((allocation,), "allocate", "allocation.allocate (pure)"),
@@ -1371,9 +1372,8 @@ def stage_plan(run: Run) -> None:
 
 
 def trip_groups(run: Run) -> list[tuple[int, list[int]]]:
-    """The trips, as (coordinator, trip ids) per (origin, destination, day): one client
-    allocates all the trips of a pair (they share requests, whose rows allocate_seats locks),
-    the biggest pairs first."""
+    """The trips, as (coordinator, trip ids) per (origin, destination, day), the biggest pairs
+    first: a pair's trips share requests, whose rows allocation locks."""
     with run.app.app_context():
         rows = db.session.execute(
             text(
@@ -1392,15 +1392,14 @@ def trip_groups(run: Run) -> list[tuple[int, list[int]]]:
 
 def work_allocate(run: Run, item: tuple[int, list[int]]) -> Done:
     actor_id, trip_ids = item
-    done = Done(values={"blocked": 0})
-    for trip_id in trip_ids:
-        with run.app.app_context():
-            actor = db.session.get(User, actor_id)
-            outcome = trips.safe_integrity(lambda t=trip_id, a=actor: trips.allocate_seats(t, a))
-            run.meter.commit()
+    with run.app.app_context():
+        actor = db.session.get(User, actor_id)
+        outcomes = trips.safe_integrity(lambda: trips.allocate_trips(trip_ids, actor))
+        run.meter.commit()
+    done = Done(calls=1, values={"blocked": 0})
+    for trip_id, outcome in outcomes.items():
         if outcome.unplaced:
             raise BenchmarkFailure(f"trip {trip_id}: unplaced {outcome.unplaced}")
-        done.calls += 1
         done.rows += outcome.seated
         done.values["blocked"] += outcome.blocked
     return done
@@ -1412,7 +1411,7 @@ def stage_allocate(run: Run) -> None:
 
     groups = trip_groups(run)
     with run.meter.stage(
-        "allocate", "allocate_seats + commit, per trip", ("seat_assignments",)
+        "allocate", "allocate_trips + commit, per (origin, destination, day)", ("seat_assignments",)
     ) as stage:
         stage.rows_label = "seats"
         execute(run, stage, "allocate", groups, keep)
@@ -2127,7 +2126,7 @@ def report(
     print(
         f"plan: {len(run.trips):,} trips, {run.plan_splits:,} requests split across vehicles; "
         f"allocation: {run.seated:,} seated, {run.blocked:,} health refusals (a blocked worker is "
-        "checked again by each trip of their request); "
+        "counted once for each departure they are judged for); "
         f"jobs recorded (not run) during the service stages: {dict(run.dispatched)}"
     )
     # The targets.

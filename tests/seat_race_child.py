@@ -11,7 +11,9 @@ serves one race per JSON line read from stdin::
 
 For each: wait on the PostgreSQL advisory lock ``gate`` (held by the test until every
 contender waits on it), run ``allocate_seats(trip, actor)`` in a fresh app context and commit
-once, like the allocate view; print one JSON line: ``{"trip": .., "seated": n}`` or
+once, like the allocate view (with ``"trips": [1, 2]`` instead: ``allocate_trips`` on them,
+like the plan page's "create these trips and give seats"); print one JSON line:
+``{"trip": .., "seated": n}`` or
 ``{"trip": .., "error": "IntegrityError", "constraint": ..}`` (or ``DomainError`` and its code).
 The process is started once and serves several races because building the app costs far more
 than a race.
@@ -20,7 +22,7 @@ Test-only switches, per race (never in app code):
 
 - ``sleep``: seconds to wait inside the allocator, after everything it decides on has been read
   and before anything is written, so that rivals surely overlap.
-- ``no_lock``: the negative control. ``lock_trip`` and ``_lock_requests`` read their rows
+- ``no_lock``: the negative control. ``_lock_trips`` and ``_lock_requests`` read their rows
   without ``FOR UPDATE``; the unique constraints stay on.
 - ``no_health_write``: the health re-check decides but writes nothing. Its UPDATE of the
   requests' roster rows holds row locks until commit and so, by accident, also serializes two
@@ -50,7 +52,7 @@ def _patch() -> None:
     from app.trips.models import Trip
 
     allocate = allocation.allocate
-    lock_trip = services.lock_trip
+    lock_trips = services._lock_trips
     lock_requests = services._lock_requests
     check_entries = health.check_entries
 
@@ -58,15 +60,21 @@ def _patch() -> None:
         time.sleep(MODE["sleep"])
         return allocate(*args, **kwargs)
 
-    def maybe_lock_trip(trip_id: int) -> Trip:
+    def maybe_lock_trips(trip_ids) -> list[Trip]:
         if not MODE["no_lock"]:
-            return lock_trip(trip_id)
-        trip = db.session.scalar(  # the same read, without FOR UPDATE
-            select(Trip).where(Trip.id == trip_id).execution_options(populate_existing=True)
+            return lock_trips(trip_ids)
+        wanted = sorted(set(trip_ids))
+        trips = list(
+            db.session.scalars(  # the same read, without FOR UPDATE
+                select(Trip)
+                .where(Trip.id.in_(wanted))
+                .order_by(Trip.id)
+                .execution_options(populate_existing=True)
+            )
         )
-        if trip is None:
+        if len(trips) != len(wanted):
             raise DomainError("trip.missing")
-        return trip
+        return trips
 
     def maybe_lock_requests(request_ids) -> list[TransportRequest]:
         if not MODE["no_lock"]:
@@ -94,7 +102,7 @@ def _patch() -> None:
                 session.expire(entry)
 
     allocation.allocate = slow_allocate
-    services.lock_trip = maybe_lock_trip
+    services._lock_trips = maybe_lock_trips
     services._lock_requests = maybe_lock_requests
     health.check_entries = maybe_check_entries
 
@@ -124,9 +132,12 @@ def contend(app, command: dict) -> dict:
         db.session.commit()
         result["started"] = time.time()
         try:
-            outcome = services.allocate_seats(command["trip"], actor)
+            if "trips" in command:
+                outcomes = services.allocate_trips(command["trips"], actor).values()
+            else:
+                outcomes = [services.allocate_seats(command["trip"], actor)]
             db.session.commit()
-            result["seated"] = outcome.seated
+            result["seated"] = sum(outcome.seated for outcome in outcomes)
         except DomainError as error:
             db.session.rollback()
             result.update(error="DomainError", code=error.code)

@@ -322,3 +322,33 @@ def test_plan_and_create_trips_through_the_api(app, people, as_role, three_emplo
     assert coordinator.post(f"/trips/{trip_id}/allocate").json["status"] == "open"
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Trip)) == 1
+
+
+def test_create_trips_and_give_their_seats_in_one_call(app, people, as_role, three_employers):  # noqa: F811
+    """``give_seats``: the plan's trips come back open, with every planned worker seated."""
+    coordinator = as_role("coordinator")
+    from tests.test_trips import leg_form
+
+    leg = leg_form(max_load_percent="50")
+    ids = three_employers
+    plan = coordinator.post(
+        "/trips/plan",
+        json={**leg, "requests": ids["requests"], "vehicles": [ids["big"], ids["small"]]},
+    )
+    loads = [
+        {"vehicle_id": v["vehicle_id"], "request_id": load["request_id"], "workers": n}
+        for v in plan.json["vehicles"]
+        for load in v["loads"]
+        if (n := load["workers"])
+    ]
+    wrong = coordinator.post("/trips", json={"leg": leg, "loads": loads, "give_seats": "yes"})
+    assert wrong.status_code == 422
+    assert "give_seats" in wrong.json["error"]["fields"]
+    created = coordinator.post("/trips", json={"leg": leg, "loads": loads, "give_seats": True})
+    assert created.status_code == 201
+    made = created.json["trips"]
+    assert len(made) == 2
+    assert {trip["status"] for trip in made} == {"open"}
+    planned = {v["vehicle"]: sum(x["workers"] for x in v["loads"]) for v in plan.json["vehicles"]}
+    assert {trip["vehicle"]: trip["boarding"]["seated"] for trip in made} == planned
+    assert sum(planned.values()) == 43

@@ -586,7 +586,8 @@ def coordinator_plans_the_train(app: Flask, cast: Cast, page: Page) -> int:
     # Ten requests' columns scroll inside the plan's table: the page is no wider than the
     # window (the table used to widen the whole page at 1280 px).
     assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
-    press(page, page.locator("button[name=apply]"))
+    # Only the trip: its seats come after the coaches are planned from the same workers.
+    press(page, page.locator("button[name=apply][value='1']"))
     assert said_n(app, "%(num)d trip created.", "%(num)d trips created.", 1) in flash(page)
     return trip_of(app, cast.train_id)
 
@@ -623,7 +624,7 @@ def coordinator_plans_coaches(app: Flask, company: Company, page: Page) -> list[
     fill_leg(page, coach_leg(company))
     planned = plan_and_apply(app, page, company.cleared)
     assert len([n for n in planned if n]) == len(company.coach_ids)
-    press(page, page.locator("button[name=apply]"))
+    press(page, page.locator("button[name=apply][value='1']"))
     return [trip_of(app, coach_id) for coach_id in company.coach_ids]
 
 

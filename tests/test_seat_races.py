@@ -162,10 +162,16 @@ def contenders(migrated_postgres_url: str, tmp_path_factory) -> Iterator[list[Co
 
 
 def race(
-    database_url: str, contenders: list[Contender], trip_ids: list[int], actor_id: int, **mode
+    database_url: str,
+    contenders: list[Contender],
+    trip_ids: list[int],
+    actor_id: int,
+    both_at_once: bool = False,
+    **mode,
 ) -> list[dict]:
-    """One allocation per contender, alternating between the trips, all released at the same
-    instant; returns what each reported."""
+    """One allocation per contender, alternating between the trips (``both_at_once``: every
+    other contender gives seats on both trips in one go, as the plan page does), all released
+    at the same instant; returns what each reported."""
     deadline = time.monotonic() + 60
     for contender in contenders:
         if not contender.ready:
@@ -177,6 +183,8 @@ def race(
         for n, contender in enumerate(contenders):
             trip_id = trip_ids[n % len(trip_ids)]
             command = {"trip": trip_id, "actor": actor_id, "gate": gate_key, "sleep": PAUSE}
+            if both_at_once and n % 2:
+                command["trips"] = trip_ids
             contender.send({**command, **mode})
         deadline = time.monotonic() + 30
         while True:  # every contender waits at the gate
@@ -275,8 +283,8 @@ def report(label: str, results: list[dict], found: dict) -> None:
 
 @pytest.mark.parametrize(
     "mode",
-    [{}, {"no_health_write": True}],
-    ids=["as-shipped", "only-the-locks"],
+    [{}, {"no_health_write": True}, {"both_at_once": True}],
+    ids=["as-shipped", "only-the-locks", "with-both-at-once"],
 )
 def test_racing_processes_never_double_book_or_overfill(
     contenders, pg_app, race_setup, migrated_postgres_url, mode
@@ -286,7 +294,8 @@ def test_racing_processes_never_double_book_or_overfill(
     full, and no worker sits twice. ``only-the-locks``: the health re-check's roster writes
     (which also serialize allocations on the same requests) are off, so only the trip and
     request locks keep the contenders apart — the negative control differs from it only by
-    those locks."""
+    those locks. ``with-both-at-once``: half the contenders seat both trips in one call, which
+    locks both trips (in id order) before any request: no deadlock, nothing given twice."""
     trip_ids = open_trips(pg_app, race_setup)
     results = race(migrated_postgres_url, contenders, trip_ids, race_setup["actor"], **mode)
     found = state(pg_app, trip_ids)
@@ -306,7 +315,7 @@ def test_racing_processes_never_double_book_or_overfill(
 
 
 def test_without_the_locks_the_race_shows(contenders, pg_app, race_setup, migrated_postgres_url):
-    """The negative control: the same race with lock_trip and _lock_requests reading without
+    """The negative control: the same race with _lock_trips and _lock_requests reading without
     FOR UPDATE (and the health re-check's roster writes off, as in ``only-the-locks``).
     Contenders then decide on the same free seats and workers; the unique constraints refuse
     the losers (or a trip ends over capacity). Repeated with fresh trips until it shows."""

@@ -8,13 +8,16 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
-from flask_babel import gettext
+from flask_babel import gettext, ngettext
 from sqlalchemy import event, func, select
 
 from app.core.clock import local_today, utcnow
 from app.core.models import AuditEntry
+from app.demand import services as demand
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
 from app.extensions import db
+from app.health import services as health
+from app.health.cli import issue_demo_pass
 from app.notify.models import Channel, Notification
 from app.notify.services import Outgoing, drop_pending, notify_many
 from app.trips import allocation
@@ -212,6 +215,102 @@ def test_plan_apply_allocate_move_lock_manifest(app, client_as, three_employers)
         assert db.session.scalar(
             select(AuditEntry).where(AuditEntry.action == "trip.locked")
         ).details == {"seated": 43}
+
+
+def test_a_plan_can_create_its_trips_and_give_their_seats_at_once(app, client_as, three_employers):
+    """ "Create these trips and give seats": both coaches at half load carry the 43 cleared
+    workers, each trip seats exactly what its loads plan, and the page says how many."""
+    ids = three_employers
+    coordinator = client_as("coordinator")
+    vehicles = [str(ids["big"]), str(ids["small"])]
+    page = plan_page(coordinator, ids["requests"], vehicles, max_load_percent="50")
+    inputs = plan_inputs(page.get_data(as_text=True))
+    assert sum(int(v) for v in inputs.values()) == 43
+    plan = {**leg_form(max_load_percent="50"), "requests": [str(r) for r in ids["requests"]]}
+    applied = submit(
+        coordinator, "/trips/plan", {**plan, "vehicles": vehicles, **inputs, "apply": "seats"}
+    )
+    assert applied.status_code == 302
+    said = coordinator.get(applied.location).get_data(as_text=True)
+    with app.test_request_context():
+        assert ngettext("%(num)d trip created.", "%(num)d trips created.", 2) in said
+        assert ngettext("%(num)d worker seated.", "%(num)d workers seated.", 43) in said
+    with app.app_context():
+        created = db.session.scalars(select(Trip).order_by(Trip.id)).all()
+        assert len(created) == 2
+        assert {trip.status for trip in created} == {TripStatus.OPEN}
+        for trip in created:
+            seated = dict(
+                db.session.execute(
+                    select(RosterEntry.request_id, func.count())
+                    .join(SeatAssignment, SeatAssignment.roster_entry_id == RosterEntry.id)
+                    .where(SeatAssignment.trip_id == trip.id)
+                    .group_by(RosterEntry.request_id)
+                ).all()
+            )
+            assert seated == {load.request_id: load.planned for load in trip.loads}
+        entries = db.session.scalars(
+            select(RosterEntry).where(RosterEntry.status == EntryStatus.SEATED)
+        ).all()
+        assert len(entries) == 43
+        assert all(entry.booking_code for entry in entries)
+
+
+def test_giving_seats_on_several_trips_checks_each_worker_once_a_departure(
+    app, people, issuer_key, three_employers
+):
+    """Three trips at the same hour share the 20 workers of one request. Three of them carry
+    a pass issued 100 hours ago: too old for the two trips that want passes of at most 72
+    hours (checked once, not once a trip), fresh enough for the third, which wants 168."""
+    request_id = three_employers["requests"][0]
+    with app.app_context():
+        hr = db.session.scalar(
+            select(scenario.User).where(scenario.User.organization_id == people.organization_a_id)
+        )
+        entries = db.session.scalars(
+            select(RosterEntry).where(RosterEntry.request_id == request_id).order_by(RosterEntry.id)
+        ).all()
+        stale = [entry.id for entry in entries[:3]]
+        for entry in entries[:3]:
+            data = demand.worker_data(entry.worker)
+            issued = utcnow() - timedelta(hours=100)
+            token = issue_demo_pass(
+                issuer_key, data.id_number, data.name, "green", issued, timedelta(days=7)
+            )
+            health.attach_pass(entry.worker, token, hr)
+        actor = db.session.get(scenario.User, people.coordinator_id)
+        made = []
+        for identifier, planned, freshness in (
+            ("渝F10001", 12, 72),
+            ("渝F10002", 8, 72),
+            ("渝F10003", 3, 168),
+        ):
+            leg = scenario.yunyang_to_jinan(DAY)
+            leg.health_freshness_hours = freshness
+            coach = scenario.vehicle(identifier, "coach-45")
+            made.append(trips.create_trip(coach, leg, actor, {request_id: planned}).id)
+        db.session.commit()
+
+        outcomes = trips.allocate_trips(made, actor)
+        db.session.commit()
+
+        first, second, third = (outcomes[trip_id] for trip_id in made)
+        assert (first.seated, second.seated, third.seated) == (12, 5, 3)
+        assert first.blocked + second.blocked == 3  # each stale pass judged once at 72 hours
+        assert third.blocked == 0
+        on_third = db.session.scalars(
+            select(SeatAssignment.roster_entry_id).where(SeatAssignment.trip_id == made[2])
+        ).all()
+        assert sorted(on_third) == stale
+        statuses = db.session.scalars(
+            select(RosterEntry.status).where(RosterEntry.request_id == request_id)
+        ).all()
+        assert statuses == [EntryStatus.SEATED] * 20
+        assert db.session.get(TransportRequest, request_id).status == RequestStatus.SCHEDULED
+        audited = db.session.scalars(
+            select(AuditEntry.details).where(AuditEntry.action == "trip.seats_allocated")
+        ).all()
+        assert sorted(d["seated"] for d in audited) == [3, 5, 12]
 
 
 def test_a_plan_that_cannot_carry_everyone_says_how_many_seats_are_missing(

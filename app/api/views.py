@@ -970,13 +970,17 @@ def plan_trips():
 @endpoint(
     "post",
     "/trips",
-    "Create the trips of a (possibly edited) plan: all or nothing",
+    "Create the trips of a (possibly edited) plan, and with give_seats their seats: all or nothing",
     (COORDINATOR,),
     "trips",
     body={
         "type": "object",
         "required": ["leg", "loads"],
-        "properties": {"leg": {"type": "object"}, "loads": APPLY_LOADS},
+        "properties": {
+            "leg": {"type": "object"},
+            "loads": APPLY_LOADS,
+            "give_seats": {"type": "boolean"},
+        },
     },
     response={"type": "object", "properties": {"trips": {"type": "array", "items": TRIP}}},
     status=201,
@@ -987,6 +991,14 @@ def plan_trips():
 def create_trips():
     payload = _payload()
     leg_fields, rows = payload.get("leg"), payload.get("loads")
+    give_seats = payload.get("give_seats", False)
+    if not isinstance(give_seats, bool):
+        raise ApiError(
+            422,
+            "invalid",
+            _("Some fields are not valid."),
+            {"give_seats": [_("Must be true or false.")]},
+        )
     if not isinstance(leg_fields, dict) or not isinstance(rows, list):
         raise ApiError(
             422,
@@ -1012,6 +1024,10 @@ def create_trips():
         get_visible_or_404(TransportRequest, request_id)
     try:
         created, problems = trips.apply_plan(form.leg(health.local_zone()), loads, current_user)
+        if give_seats and not problems:
+            trips.safe_integrity(
+                lambda: trips.allocate_trips([t.id for t in created], current_user)
+            )
     except DomainError as error:
         raise _domain_error(error, trips_message) from None
     if problems:
@@ -1025,7 +1041,7 @@ def create_trips():
             ),
             fields,
         )
-    body = {"trips": [trip_json(t, with_counts=False) for t in created]}
+    body = {"trips": [trip_json(t, with_counts=give_seats) for t in created]}
     return _created(body, url_for("api.list_trips"))
 
 

@@ -14,10 +14,11 @@ import hmac
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
+from itertools import groupby, islice
 
 from flask import current_app
 from flask_babel import force_locale, format_date, format_datetime, format_time
@@ -64,15 +65,25 @@ TRIP_PAGE_MAX_AGE = timedelta(days=60)
 
 def lock_trip(trip_id: int) -> Trip:
     """The trip row, locked until the transaction ends, read afresh."""
-    trip = db.session.scalar(
-        select(Trip)
-        .where(Trip.id == trip_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    return _lock_trips([trip_id])[0]
+
+
+def _lock_trips(trip_ids: Iterable[int]) -> list[Trip]:
+    """These trip rows, locked in id order (so two callers never wait on each other in a
+    circle), read afresh."""
+    wanted = sorted(set(trip_ids))
+    trips = list(
+        db.session.scalars(
+            select(Trip)
+            .where(Trip.id.in_(wanted))
+            .order_by(Trip.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
     )
-    if trip is None:
+    if len(trips) != len(wanted):
         raise DomainError("trip.missing")
-    return trip
+    return trips
 
 
 def _lock_requests(request_ids: Iterable[int]) -> list[TransportRequest]:
@@ -90,7 +101,11 @@ def _lock_requests(request_ids: Iterable[int]) -> list[TransportRequest]:
 def assignments(trip_id: int, with_workers: bool = False) -> list[SeatAssignment]:
     """The trip's seats, read afresh; ``with_workers`` loads their entries, workers and
     employers too (in the same query, however many seats)."""
-    query = select(SeatAssignment).where(SeatAssignment.trip_id == trip_id)
+    return _assignments_of([trip_id], with_workers)
+
+
+def _assignments_of(trip_ids: list[int], with_workers: bool) -> list[SeatAssignment]:
+    query = select(SeatAssignment).where(SeatAssignment.trip_id.in_(trip_ids))
     if with_workers:
         # Joined, not selectin: every link is many-to-one and never null, so one query with
         # inner joins loads them all (four round trips and IN lists took twice as long).
@@ -412,6 +427,19 @@ class AllocationOutcome:
     blocked: int  # workers the health check kept off this trip
     pieces: dict[int, int]  # request id -> seat blocks it got
 
+    @classmethod
+    def of_all(cls, outcomes: Iterable[AllocationOutcome]) -> AllocationOutcome:
+        """Several trips' outcomes added up (what a plan's trips got)."""
+        total = cls(0, defaultdict(int), 0, defaultdict(int))
+        for outcome in outcomes:
+            total.seated += outcome.seated
+            total.blocked += outcome.blocked
+            for reason, n in outcome.unplaced.items():
+                total.unplaced[reason] += n
+            for request_id, n in outcome.pieces.items():
+                total.pieces[request_id] += n
+        return total
+
 
 def _passenger_of(entry_id: int, request_id: int, group_tag: str | None) -> allocation.Passenger:
     return allocation.Passenger(entry_id, (f"{request_id:09d}", group_tag or ""))
@@ -421,7 +449,7 @@ def _passenger(entry: RosterEntry) -> allocation.Passenger:
     return _passenger_of(entry.id, entry.request_id, entry.worker.group_tag)
 
 
-def _waiting(query: Select, trip: Trip, load: TripLoad, statuses: Sequence[str]) -> Select:
+def _waiting(query: Select, trip: Trip, request_id: int, statuses: Sequence[str]) -> Select:
     """``query`` narrowed to a request's workers who may get a seat on this trip: on a first
     leg those in ``statuses`` without a seat that day; on a connecting leg those seated on the
     feeding trip without a seat on this leg yet."""
@@ -437,7 +465,7 @@ def _waiting(query: Select, trip: Trip, load: TripLoad, statuses: Sequence[str])
         )
         .exists()
     )
-    query = query.where(RosterEntry.request_id == load.request_id, ~same_leg)
+    query = query.where(RosterEntry.request_id == request_id, ~same_leg)
     if trip.connects_from_id is None:
         return query.where(RosterEntry.status.in_(list(statuses)))
     feeder = select(SeatAssignment.roster_entry_id).where(
@@ -450,23 +478,22 @@ def _waiting(query: Select, trip: Trip, load: TripLoad, statuses: Sequence[str])
 
 
 def _waiting_entries(
-    trip: Trip, load: TripLoad, statuses: Sequence[str] = (EntryStatus.CLEARED.value,)
+    trip: Trip, request_id: int, statuses: Sequence[str] = (EntryStatus.CLEARED.value,)
 ) -> list[RosterEntry]:
     """The entries ``_waiting`` picks, with their workers (one query, not two)."""
     query = select(RosterEntry).options(joinedload(RosterEntry.worker, innerjoin=True))
-    return list(db.session.scalars(_waiting(query, trip, load, statuses)))
+    return list(db.session.scalars(_waiting(query, trip, request_id, statuses)))
 
 
 def _waiting_in_order(
-    trip: Trip, load: TripLoad, statuses: Sequence[str] = (EntryStatus.CLEARED.value,)
+    trip: Trip, request_id: int, statuses: Sequence[str] = (EntryStatus.CLEARED.value,)
 ) -> list[int]:
-    """The ids of ``_waiting_entries`` in seating order, from three columns a worker: a big
-    request's remaining workers are read again for each of its trips, and whole rows of them
-    were a campaign's costliest read."""
+    """The ids of ``_waiting_entries`` in seating order, from three columns a worker: whole
+    rows of a big request's waiting workers were a campaign's costliest read."""
     query = select(RosterEntry.id, RosterEntry.request_id, Worker.group_tag).join(
         RosterEntry.worker
     )
-    rows = db.session.execute(_waiting(query, trip, load, statuses))
+    rows = db.session.execute(_waiting(query, trip, request_id, statuses))
     return [p.id for p in allocation.seating_order([_passenger_of(*row) for row in rows])]
 
 
@@ -483,54 +510,181 @@ def _entries_in_order(ids: list[int]) -> list[RosterEntry]:
     return [by_id[entry_id] for entry_id in ids]
 
 
-def _choose(trip: Trip, load: TripLoad, room: int) -> tuple[list[RosterEntry], int]:
-    """Up to ``room`` of a request's waiting workers, in seating order, and how many the
-    health check blocked. On a first leg only as many are checked (against this trip's
-    departure and freshness window) as are needed to fill the room: workers planned on a
-    later trip are judged against their own trip's departure, not this one's."""
-    if trip.connects_from_id is not None:  # they boarded the feeding trip cleared
-        return _entries_in_order(_waiting_in_order(trip, load)[:room]), 0
-    order = _waiting_in_order(trip, load, health.CHECKABLE)
-    chosen: list[RosterEntry] = []
-    blocked = start = 0
-    while len(chosen) < room and start < len(order):
-        batch = _entries_in_order(order[start : start + room - len(chosen)])
-        start += len(batch)
-        counts = health.check_entries(
-            batch,
-            departure_of=lambda _entry: trip.departs_at,
-            freshness_hours=trip.health_freshness_hours,
-        )
-        blocked += counts["blocked"]
-        chosen.extend(entry for entry in batch if entry.status == EntryStatus.CLEARED)
-    return chosen, blocked
+@dataclass
+class _Load:
+    """One request's share of a trip being seated: room left, and whom the check chose."""
+
+    trip: Trip
+    request_id: int
+    room: int
+    chosen: list[int] = field(default_factory=list)  # entry ids, in seating order
+    blocked: int = 0
+
+    @property
+    def queue_key(self) -> tuple:
+        """Loads with the same key wait on the same workers: see ``_waiting``."""
+        trip = self.trip
+        return (self.request_id, local_date(trip.departs_at), trip.leg, trip.connects_from_id)
+
+
+def _check_key(trip: Trip) -> tuple:
+    """Trips with the same key get the same health verdict for a worker; a connecting leg
+    checks no one (its workers boarded the feeding trip cleared)."""
+    if trip.connects_from_id is not None:
+        return (trip.departs_at, 0, True)
+    return (trip.departs_at, trip.health_freshness_hours, False)
+
+
+class _Chooser:
+    """Picks each load's workers from its request's waiting queue, in seating order, trip by
+    trip. Each queue is read once per call. Trips of one check key share verdicts: the workers
+    they want are checked together up front (one ``check_entries``), and more only when
+    refusals leave a load short. A worker blocked for one departure is judged again for
+    another."""
+
+    def __init__(self) -> None:
+        self.queues: dict[tuple, list[int]] = {}
+        self.taken: set[int] = set()  # chosen in this call
+        self.entries: dict[int, RosterEntry] = {}
+        self.checked: set[int] = set()  # verdict known for the current check key
+        self.counted: set[int] = set()  # refusals already reported for it
+        self.cursors: dict[tuple, int] = defaultdict(int)
+
+    def queue(self, load: _Load) -> list[int]:
+        key = load.queue_key
+        if key not in self.queues:
+            self.queues[key] = _waiting_in_order(load.trip, load.request_id, health.CHECKABLE)
+        return self.queues[key]
+
+    def start(self, loads: list[_Load]) -> None:
+        """A new check key: check what its loads want from each queue, all at once."""
+        self.checked, self.counted = set(), set()
+        self.cursors.clear()
+        wanted: dict[tuple, int] = defaultdict(int)
+        for load in loads:
+            wanted[load.queue_key] += load.room
+        first = {load.queue_key: load for load in loads}
+        ids = [
+            entry_id
+            for key, n in wanted.items()
+            for entry_id in self._unchecked(self.queue(first[key]), 0, n)
+        ]
+        if loads:
+            self._check(ids, loads[0].trip)
+
+    def fill(self, load: _Load) -> None:
+        """Up to ``load.room`` workers fit to travel, the first waiting in seating order."""
+        key, ids = load.queue_key, self.queue(load)
+        position = self.cursors[key]
+        while len(load.chosen) < load.room and position < len(ids):
+            entry_id = ids[position]
+            if entry_id not in self.checked:
+                need = load.room - len(load.chosen)
+                self._check(self._unchecked(ids, position, need), load.trip)
+            if entry_id not in self.taken:
+                status = self.entries[entry_id].status
+                if load.trip.connects_from_id is not None or status == EntryStatus.CLEARED:
+                    load.chosen.append(entry_id)
+                    self.taken.add(entry_id)
+                elif status == EntryStatus.BLOCKED and entry_id not in self.counted:
+                    load.blocked += 1
+                    self.counted.add(entry_id)
+            position += 1
+        self.cursors[key] = position
+
+    def release(self, entry_ids: Iterable[int]) -> None:
+        """Chosen but not placed (the vehicle could not take them): a later trip may."""
+        released = set(entry_ids)
+        if released:
+            self.taken -= released
+            self.cursors.clear()
+
+    def _unchecked(self, ids: list[int], position: int, n: int) -> list[int]:
+        found = []
+        for entry_id in islice(ids, position, None):
+            if len(found) == n:
+                break
+            if entry_id not in self.taken and entry_id not in self.checked:
+                found.append(entry_id)
+        return found
+
+    def _check(self, ids: list[int], trip: Trip) -> None:
+        batch = _entries_in_order(ids)
+        self.entries.update((entry.id, entry) for entry in batch)
+        self.checked.update(ids)
+        if trip.connects_from_id is None:  # a connecting leg's workers boarded cleared
+            health.check_entries(
+                batch,
+                departure_of=lambda _entry: trip.departs_at,
+                freshness_hours=trip.health_freshness_hours,
+            )
 
 
 def allocate_seats(trip_id: int, actor: User | None) -> AllocationOutcome:
     """Give seats on this trip to the workers its plan carries who have none yet (health
     checked against this trip's departure first), with the pure allocator around the seats
     already given (which never move)."""
-    trip = lock_trip(trip_id)
-    if trip.status not in SEATING_STATUSES:
+    return allocate_trips([trip_id], actor)[trip_id]
+
+
+def allocate_trips(trip_ids: Iterable[int], actor: User | None) -> dict[int, AllocationOutcome]:
+    """``allocate_seats`` on each of these trips, earliest departure first, in one go: the
+    trips of a plan share their requests, whose waiting workers are then read once and checked
+    once per departure, not again for every trip (a campaign's allocation read and checked a
+    big request's remaining workers once per coach)."""
+    trips = _lock_trips(trip_ids)
+    if any(trip.status not in SEATING_STATUSES for trip in trips):
         raise DomainError("trip.not_seating")
-    loads = list(trip.loads)
-    _lock_requests(load.request_id for load in loads)
-    taken = assignments(trip.id, with_workers=True)
-    existing = {a.roster_entry_id: a.seat_label for a in taken}
-    entries = {a.roster_entry_id: a.entry for a in taken}
-    per_request_seated: dict[int, int] = defaultdict(int)
-    for entry in entries.values():
-        per_request_seated[entry.request_id] += 1
-    passengers = []
-    blocked = 0
-    for load in loads:
-        room = load.planned - per_request_seated[load.request_id]
-        if room <= 0:
-            continue
-        chosen, newly_blocked = _choose(trip, load, room)
-        blocked += newly_blocked
-        entries.update((entry.id, entry) for entry in chosen)
-        passengers.extend(_passenger(entry) for entry in chosen)
+    trips.sort(key=lambda trip: (*_check_key(trip), trip.id))
+    planned = db.session.execute(
+        select(TripLoad.trip_id, TripLoad.request_id, TripLoad.planned)
+        .where(TripLoad.trip_id.in_([trip.id for trip in trips]))
+        .order_by(TripLoad.trip_id, TripLoad.request_id)
+    ).all()
+    _lock_requests(request_id for _, request_id, _ in planned)
+    # The vehicles in the session first: ``trip.vehicle`` then needs no query of its own.
+    db.session.scalars(select(Vehicle).where(Vehicle.id.in_({t.vehicle_id for t in trips}))).all()
+    taken: dict[int, list[SeatAssignment]] = defaultdict(list)
+    for seat in _assignments_of([trip.id for trip in trips], with_workers=True):
+        taken[seat.trip_id].append(seat)
+    chooser = _Chooser()
+    loads: dict[int, list[_Load]] = defaultdict(list)
+    by_id = {trip.id: trip for trip in trips}
+    for trip_id, request_id, count in planned:
+        seated = sum(1 for seat in taken[trip_id] if seat.entry.request_id == request_id)
+        if count > seated:
+            loads[trip_id].append(_Load(by_id[trip_id], request_id, count - seated))
+    for seat in (seat for seats in taken.values() for seat in seats):
+        chooser.entries[seat.roster_entry_id] = seat.entry
+    outcomes: dict[int, AllocationOutcome] = {}
+    given: list[tuple[Trip, dict[int, str]]] = []
+    for _key, same_check in groupby(trips, key=_check_key):
+        group = list(same_check)
+        chooser.start([load for trip in group for load in loads[trip.id]])
+        for trip in group:
+            for load in loads[trip.id]:
+                chooser.fill(load)
+            outcome, seats = _seat_trip(trip, taken[trip.id], loads[trip.id], chooser)
+            outcomes[trip.id] = outcome
+            given.append((trip, seats))
+    _give(given, chooser.entries, actor, manual=False)
+    for trip, _ in given:  # after the seats: what the audit says was given, was
+        outcome = outcomes[trip.id]
+        unplaced = sum(outcome.unplaced.values())
+        record_audit("trip.seats_allocated", trip, actor, seated=outcome.seated, unplaced=unplaced)
+    return outcomes
+
+
+def _seat_trip(
+    trip: Trip,
+    taken: list[SeatAssignment],
+    loads: list[_Load],
+    chooser: _Chooser,
+) -> tuple[AllocationOutcome, dict[int, str]]:
+    """The pure allocator on one trip; workers it could not place may go on a later trip."""
+    entries = chooser.entries
+    existing = {seat.roster_entry_id: seat.seat_label for seat in taken}
+    passengers = [_passenger(entries[entry_id]) for load in loads for entry_id in load.chosen]
     result = allocation.allocate(
         trip.vehicle.seat_map,
         trip.policy,
@@ -539,36 +693,30 @@ def allocate_seats(trip_id: int, actor: User | None) -> AllocationOutcome:
         passengers,
         existing_groups={pid: _passenger(entries[pid]).group for pid in existing},
     )
-    _give(trip, result.assigned, entries, actor, manual=False)
+    chooser.release(result.unplaced)
     unplaced: dict[str, int] = defaultdict(int)
     for reason in result.reasons.values():
         unplaced[reason] += 1
-    record_audit(
-        "trip.seats_allocated",
-        trip,
-        actor,
-        seated=len(result.assigned),
-        unplaced=len(result.unplaced),
-    )
-    return AllocationOutcome(
+    outcome = AllocationOutcome(
         len(result.assigned),
         dict(unplaced),
-        blocked,
+        sum(load.blocked for load in loads),
         {int(key): n for key, n in result.pieces.items()},
     )
+    return outcome, result.assigned
 
 
 def _give(
-    trip: Trip,
-    seats: dict[int, str],
+    given: list[tuple[Trip, dict[int, str]]],
     entries: dict[int, RosterEntry],
     actor: User | None,
     manual: bool,
 ) -> None:
-    """Write seats in bulk, mark their workers seated, and tell them if the trip is locked."""
-    if not seats:
+    """Write seats (trip -> entry id -> seat) in bulk, mark their workers seated, and tell
+    them on trips already locked."""
+    given = [(trip, seats) for trip, seats in given if seats]
+    if not given:
         return
-    travel_date = local_date(trip.departs_at)
     db.session.execute(
         insert(SeatAssignment),
         [
@@ -576,23 +724,28 @@ def _give(
                 "trip_id": trip.id,
                 "roster_entry_id": entry_id,
                 "seat_label": label,
-                "travel_date": travel_date,
+                "travel_date": local_date(trip.departs_at),
                 "leg": trip.leg,
                 "manual": manual,
                 "assigned_by_id": actor.id if actor else None,
             }
+            for trip, seats in given
             for entry_id, label in seats.items()
         ],
     )
-    _seat_entries([entries[entry_id] for entry_id in seats])
-    trip.seats_version += 1
-    if trip.status == TripStatus.PLANNED:
-        trip.status = TripStatus.OPEN.value
+    _seat_entries([entries[entry_id] for _, seats in given for entry_id in seats])
+    for trip, _ in given:
+        trip.seats_version += 1
+        if trip.status == TripStatus.PLANNED:
+            trip.status = TripStatus.OPEN.value
     db.session.flush()
-    _update_requests({entries[eid].request_id for eid in seats})
-    if trip.status == TripStatus.LOCKED:
-        given = [a for a in assignments(trip.id, with_workers=True) if a.roster_entry_id in seats]
-        _tell_seats(trip, given, "given")
+    _update_requests({entries[entry_id].request_id for _, seats in given for entry_id in seats})
+    for trip, seats in given:
+        if trip.status == TripStatus.LOCKED:
+            told = [
+                a for a in assignments(trip.id, with_workers=True) if a.roster_entry_id in seats
+            ]
+            _tell_seats(trip, told, "given")
 
 
 def _mark_entries(
@@ -646,7 +799,7 @@ def move_seat(trip_id: int, entry_id: int, to_seat: str, seen_version: int, acto
         load = next((x for x in trip.loads if entry and x.request_id == entry.request_id), None)
         if load is not None:  # "waiting" is decided under the request's lock, as in allocate
             _lock_requests([entry.request_id])
-        if load is None or entry not in _waiting_entries(trip, load):
+        if load is None or entry not in _waiting_entries(trip, load.request_id):
             raise DomainError("seat.not_waiting")
     refusal = allocation.check_move(
         trip.vehicle.seat_map, trip.policy, trip.all_blocked_seats, existing, entry_id, to_seat
@@ -654,7 +807,7 @@ def move_seat(trip_id: int, entry_id: int, to_seat: str, seen_version: int, acto
     if refusal:
         raise DomainError(f"seat.{refusal}")
     if current is None:
-        _give(trip, {entry_id: to_seat}, {entry_id: entry}, actor, manual=True)
+        _give([(trip, {entry_id: to_seat})], {entry_id: entry}, actor, manual=True)
     elif current.seat_label != to_seat:
         previous = current.seat_label
         current.seat_label, current.manual, current.assigned_by_id = to_seat, True, actor.id

@@ -326,6 +326,11 @@ def plan():
             else:
                 try:
                     trips, problems = services.apply_plan(_leg(form), loads, current_user)
+                    given = None
+                    if not problems and request.form["apply"] == "seats":
+                        given = services.safe_integrity(
+                            lambda: services.allocate_trips([t.id for t in trips], current_user)
+                        )
                 except DomainError as error:
                     db.session.rollback()
                     show_domain_error(form, error, MESSAGES)
@@ -336,6 +341,9 @@ def plan():
                             ngettext("%(num)d trip created.", "%(num)d trips created.", len(trips)),
                             "success",
                         )
+                        if given is not None:
+                            outcome = services.AllocationOutcome.of_all(given.values())
+                            flash(_allocation_message(outcome), "success")
                         return redirect(url_for("trips.trips"))
                     db.session.rollback()
         leg = _leg(form) if not form.form_errors else None
@@ -389,7 +397,7 @@ def _seat_page(trip: Trip, form: SeatChangeForm, status: int = 200):
         }
     waiting = []
     for load in trip.loads:
-        waiting.extend(services._waiting_entries(trip, load))
+        waiting.extend(services._waiting_entries(trip, load.request_id))
     form.seats_version.data = trip.seats_version
     form.entry_id.choices = [
         (e.id, f"{e.worker.name} · {seat_map.seat(a.seat_label).display}") for a, e in holders
