@@ -502,6 +502,95 @@ def test_passes_come_in_with_the_roster_import(app, client_as, issuer_key):
     assert entry_of(app, request_id, "李四").status == "cleared"
 
 
+def test_a_pass_imported_with_the_roster_checks_the_workers_requests_again(
+    app, client_as, issuer_key
+):
+    from tests.test_roster_import import import_file, import_record, xlsx
+
+    employer = client_as("employer")
+    add_worker_with(employer)  # 张三, no pass yet
+    request_id = request_tomorrow(employer)
+    add_everyone(employer, request_id)
+    assert entry_of(app, request_id).status == "blocked"
+
+    # The roster (not the request) imported again with 张三's pass, and a new worker with his.
+    rows = [
+        ["姓名", "身份证号", "手机号", "户籍地区代码", "健康码"],
+        ["张三", ZHANG, "13800138000", "500235", a_pass(app, issuer_key)],
+        ["李四", LI, "13800138001", "500235", a_pass(app, issuer_key, id_number=LI, name="李四")],
+    ]
+    import_id, _ = import_file(employer, xlsx(rows))
+    record = import_record(app, import_id)
+    assert (record["status"], record["added"], record["updated"]) == ("done", 1, 1)
+    assert entry_of(app, request_id).status == "cleared"
+    with app.app_context():
+        holders = db.session.execute(
+            select(Worker.name, HealthCertificate.signature_valid).join(
+                HealthCertificate, HealthCertificate.worker_id == Worker.id
+            )
+        ).all()
+    assert sorted(holders) == [("张三", True), ("李四", True)]
+
+
+@pytest.mark.postgres
+def test_an_import_on_postgresql_saves_every_worker_and_each_pass_with_its_holder(
+    pg_app, pg_people, tmp_path
+):
+    from tests.test_roster_import import (
+        CN_HEADERS,
+        create_request,
+        id_number,
+        import_file,
+        import_record,
+        roster_of,
+        worker_row,
+        xlsx,
+    )
+
+    with pg_app.app_context():
+        create_demo_issuer(
+            "重庆市云阳县卫生健康委员会",
+            "500235",
+            tmp_path / "issuer.pem",
+            local_today("Asia/Shanghai") - timedelta(days=7),
+            None,
+        )
+        db.session.commit()
+    key = (tmp_path / "issuer.pem").read_text()
+    client = pg_app.test_client()
+    assert sign_in(client, People.EMAILS["employer"]).status_code == 302
+    import_file(client, xlsx([CN_HEADERS, *(worker_row(n) for n in range(1, 4))]))
+
+    # Three workers already on the roster and 37 new ones, every fifth without a pass,
+    # straight into a request.
+    rows = [
+        [*worker_row(n), a_pass(pg_app, key, id_number(n), f"工人{n}") if n % 5 else None]
+        for n in range(1, 41)
+    ]
+    request_id = create_request(client)
+    import_id, _ = import_file(
+        client, xlsx([[*CN_HEADERS, "健康码"], *rows]), url=f"/requests/{request_id}/import"
+    )
+    record = import_record(pg_app, import_id)
+    assert (record["status"], record["added"], record["updated"]) == ("done", 37, 3)
+    assert set(roster_of(pg_app, pg_people.organization_a_id)) == {
+        id_number(n) for n in range(1, 41)
+    }
+    with pg_app.app_context():
+        assert "postgresql" in db.engine.url.drivername
+        holders = db.session.execute(
+            select(Worker.id_number_hash, HealthCertificate.subject_hash).join(
+                HealthCertificate, HealthCertificate.worker_id == Worker.id
+            )
+        ).all()
+        on_request = db.session.scalar(
+            select(func.count()).where(RosterEntry.request_id == request_id)
+        )
+    assert len(holders) == 32
+    assert all(worker == subject for worker, subject in holders)  # each pass on its holder
+    assert on_request == 40
+
+
 # --- the CLI -------------------------------------------------------------------------------
 
 

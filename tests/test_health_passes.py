@@ -505,6 +505,13 @@ def test_a_broken_trust_list_entry_does_not_raise(token: str, issuer) -> None:
         assert facts.signature_valid is False
 
 
+def test_a_trust_list_key_on_another_curve_never_verifies(token: str, issuer) -> None:
+    p384 = ECKey.generate_key("P-384").as_dict(private=False)
+    facts = read_pass(token, {issuer[2]: p384})
+    assert facts.read_problem is None
+    assert facts.signature_valid is False
+
+
 def test_fuzzed_tokens_never_raise_and_never_verify(token: str, trust) -> None:
     rng = random.Random(20200220)  # noqa: S311 - reproducible fuzzing, not secrets
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ \n\u3000é码"

@@ -22,11 +22,16 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import chain, islice
 
-from openpyxl import Workbook, load_workbook
+from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.reader.excel import ExcelReader
 from openpyxl.styles import Font
+from openpyxl.styles.stylesheet import apply_stylesheet
 from openpyxl.utils import get_column_letter
+from openpyxl.utils.cell import coordinate_to_tuple
+from openpyxl.worksheet._reader import INLINE_STRING, WorkSheetParser
+from openpyxl.xml.constants import SHEET_MAIN_NS
 
 # Columns beyond this are ignored on reading: no roster is that wide, and a tiny file with one
 # cell in column XFD of every row would otherwise make every row 16,384 cells long.
@@ -56,6 +61,7 @@ _MIN_WIDTH = 8
 _MAX_WIDTH = 50
 _TEXT_MIN_WIDTH = 20  # an 18-digit ID number must show in full
 _EXACT_FLOAT = 2**53  # every integer up to this is exact as a float
+_TEXT_TAG = f"{{{SHEET_MAIN_NS}}}t"
 
 
 class SpreadsheetError(Exception):
@@ -146,6 +152,24 @@ def _build_table(
     return Table(headers=headers, rows=rows)
 
 
+class _SheetParser(WorkSheetParser):
+    """openpyxl's streaming parser of a sheet's XML. A plain inline string (one ``<t>``, as
+    openpyxl itself writes every string: our templates and exports) is taken from its text;
+    openpyxl builds a rich-text object for each, a third of the parse."""
+
+    def parse_cell(self, element):
+        string = element.find(INLINE_STRING) if element.get("t") == "inlineStr" else None
+        if string is None or len(string) != 1 or string[0].tag != _TEXT_TAG:
+            return super().parse_cell(element)
+        # The column as WorkSheetParser.parse_cell counts it; the row comes from parse_row.
+        coordinate = element.get("r")
+        if coordinate:
+            self.col_counter = coordinate_to_tuple(coordinate)[1]
+        else:
+            self.col_counter += 1
+        return {"column": self.col_counter, "value": string[0].text or ""}
+
+
 def _xlsx_rows(data: bytes) -> Generator[tuple[int, Sequence[object]], None, None]:
     if data.startswith(_OLE_MAGIC):
         raise SpreadsheetError("format", "xls")
@@ -157,25 +181,59 @@ def _xlsx_rows(data: bytes) -> Generator[tuple[int, Sequence[object]], None, Non
     if unpacked > MAX_XLSX_UNCOMPRESSED:
         raise SpreadsheetError("unreadable", f"unpacks to {unpacked} bytes")
 
+    # What load_workbook(read_only=True) reads, up to the sheets: it then opens every sheet
+    # and looks for its <dimension>, parsing the whole sheet when there is none (as in files
+    # openpyxl writes) only for a size that is often wrong anyway.
     try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        reader = ExcelReader(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:
         raise SpreadsheetError("unreadable", f"{type(exc).__name__}: {exc}") from exc
     try:
-        if not workbook.worksheets:
+        reader.read_manifest()
+        reader.read_strings()
+        reader.read_workbook()
+        apply_stylesheet(reader.archive, reader.wb)  # which number formats are dates
+        # The first worksheet (not a chart sheet), as workbook.worksheets[0].
+        path = next(
+            (
+                rel.target
+                for _sheet, rel in reader.parser.find_sheets()
+                if rel.target in reader.valid_files and "chartsheet" not in rel.Type
+            ),
+            None,
+        )
+        if path is None:
             return
-        sheet = workbook.worksheets[0]
-        # The <dimension> a file declares is often wrong; read what is really there.
-        sheet.reset_dimensions()
-        # Rows missing from the file come back empty, so the count is Excel's row number.
-        yield from enumerate(sheet.iter_rows(values_only=True), start=1)
+        workbook = reader.wb
+        with reader.archive.open(path) as source:
+            parser = _SheetParser(
+                source,
+                reader.shared_strings,
+                data_only=True,
+                epoch=workbook.epoch,
+                date_formats=workbook._date_formats,
+                timedelta_formats=workbook._timedelta_formats,
+            )
+            last = 0
+            for number, cells in parser.parse():
+                # As openpyxl's read-only sheet: a row out of order is dropped, and a row is as
+                # wide as its last cell says.
+                if number <= last:
+                    continue
+                last = number
+                width = min(cells[-1]["column"], MAX_COLUMNS) if cells else 0
+                values: list[object] = [None] * width
+                for cell in cells:
+                    if cell["column"] <= width:
+                        values[cell["column"] - 1] = cell["value"]
+                yield number, values
     except SpreadsheetError:
         raise
     except Exception as exc:
         # The sheet's XML is parsed while iterating: corruption shows up here too.
         raise SpreadsheetError("unreadable", f"{type(exc).__name__}: {exc}") from exc
     finally:
-        workbook.close()
+        reader.archive.close()
 
 
 def _read_csv(data: bytes, max_rows: int) -> Table:

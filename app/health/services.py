@@ -9,7 +9,7 @@ pass's signature and holder are verified once, when it is added (see HealthCerti
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -215,9 +215,10 @@ def _checked_claims(facts: PassFacts, pii: PiiVault, kid_trusted: bool) -> dict:
 
 
 def add_passes(
-    items: list[tuple[int, str, PassFacts]], actor: User | None, check: bool = True
+    items: list[tuple[int, str, PassFacts]], actor: User | None, recheck: Collection[int]
 ) -> None:
-    """Many workers' passes at once (a roster import): one bulk insert."""
+    """Many workers' passes at once (a roster import): one bulk insert. The entries on live
+    requests of the workers in ``recheck`` (some of those in ``items``) are checked again."""
     pii = vault()
     db.session.execute(
         insert(HealthCertificate),
@@ -238,12 +239,12 @@ def add_passes(
         ],
     )
     record_audit("certificate.passes_imported", None, actor, count=len(items))
-    if check:
+    if recheck:
         entries = db.session.scalars(
             select(RosterEntry)
             .join(TransportRequest)
             .where(
-                RosterEntry.worker_id.in_([worker_id for worker_id, _, _ in items]),
+                RosterEntry.worker_id.in_(list(recheck)),
                 TransportRequest.status.in_([status.value for status in LIVE_FOR_HEALTH]),
             )
         ).all()
