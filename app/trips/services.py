@@ -32,7 +32,7 @@ from app.accounts.services import organization_users, region_coordinators
 from app.core.clock import utcnow
 from app.core.errors import DomainError
 from app.core.pii import vault
-from app.core.services import record_audit
+from app.core.services import record_audit, record_audits
 from app.demand import services as demand
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest, Worker
 from app.extensions import db
@@ -168,9 +168,12 @@ def _check_leg(leg: Leg) -> Trip | None:
     return feeder
 
 
-def _vehicle_busy(vehicle_id: int, start: datetime, end: datetime, except_trip: int | None) -> bool:
+def _vehicles_busy(
+    vehicle_ids: list[int], start: datetime, end: datetime, except_trip: int | None = None
+) -> bool:
+    """Whether any of these vehicles runs another trip in this time."""
     query = select(Trip.id).where(
-        Trip.vehicle_id == vehicle_id,
+        Trip.vehicle_id.in_(vehicle_ids),
         Trip.status.in_([s.value for s in RUNNING_STATUSES]),
         Trip.departs_at < end,
         Trip.arrives_at > start,
@@ -182,24 +185,45 @@ def _vehicle_busy(vehicle_id: int, start: datetime, end: datetime, except_trip: 
 
 def create_trip(vehicle: Vehicle, leg: Leg, actor: User, loads: dict[int, int]) -> Trip:
     """A trip for one vehicle; ``loads``: request id -> workers planned on it."""
-    if not vehicle.active:
+    return create_trips(leg, actor, {vehicle: loads})[0]
+
+
+def create_trips(leg: Leg, actor: User, loads: dict[Vehicle, dict[int, int]]) -> list[Trip]:
+    """A trip on this leg for each vehicle, in vehicle id order; ``loads``: vehicle ->
+    request id -> workers planned on it."""
+    if not loads:
+        return []
+    vehicles = sorted(loads, key=lambda vehicle: vehicle.id)
+    if not all(vehicle.active for vehicle in vehicles):
         raise DomainError("trip.vehicle_inactive", "vehicle_id")
     feeder = _check_leg(leg)
-    # The vehicle row is the lock that keeps two plans from booking one coach twice.
-    db.session.scalar(select(Vehicle.id).where(Vehicle.id == vehicle.id).with_for_update())
-    if _vehicle_busy(vehicle.id, leg.departs_at, leg.arrives_at, None):
+    # The vehicle rows are the locks that keep two plans from booking one coach twice (taken
+    # in id order, so two plans never wait on each other in a circle).
+    ids = [vehicle.id for vehicle in vehicles]
+    db.session.scalars(
+        select(Vehicle.id).where(Vehicle.id.in_(ids)).order_by(Vehicle.id).with_for_update()
+    ).all()
+    if _vehicles_busy(ids, leg.departs_at, leg.arrives_at):
         raise DomainError("trip.vehicle_busy", "vehicle_id")
-    trip = Trip(
-        vehicle=vehicle,
-        created_by_id=actor.id,
-        leg=feeder.leg + 1 if feeder else 1,
-        **asdict(leg),
-    )
-    trip.loads = [TripLoad(request_id=rid, planned=n) for rid, n in sorted(loads.items()) if n]
-    db.session.add(trip)
+    trips = []
+    for vehicle in vehicles:
+        trip = Trip(
+            vehicle=vehicle,
+            created_by_id=actor.id,
+            leg=feeder.leg + 1 if feeder else 1,
+            **asdict(leg),
+        )
+        planned = sorted(loads[vehicle].items())
+        trip.loads = [TripLoad(request_id=rid, planned=n) for rid, n in planned if n]
+        trips.append(trip)
+    db.session.add_all(trips)
     db.session.flush()
-    record_audit("trip.created", trip, actor, vehicle_id=vehicle.id, loads=len(trip.loads))
-    return trip
+    record_audits(
+        "trip.created",
+        [(trip, {"vehicle_id": trip.vehicle_id, "loads": len(trip.loads)}) for trip in trips],
+        actor,
+    )
+    return trips
 
 
 def update_trip(trip_id: int, leg: Leg, escort: tuple[str, str], actor: User) -> Trip:
@@ -209,7 +233,7 @@ def update_trip(trip_id: int, leg: Leg, escort: tuple[str, str], actor: User) ->
     if trip.status not in SEATING_STATUSES:
         raise DomainError("trip.not_editable")
     feeder = _check_leg(leg)
-    if _vehicle_busy(trip.vehicle_id, leg.departs_at, leg.arrives_at, trip.id):
+    if _vehicles_busy([trip.vehicle_id], leg.departs_at, leg.arrives_at, trip.id):
         raise DomainError("trip.vehicle_busy", "departs_at")
     taken = assignments(trip.id, with_workers=True)
     policy_changed = (leg.max_load_percent, leg.isolation_rows, leg.alternate_seats) != (
@@ -387,12 +411,8 @@ def apply_plan(
             problems.append(PlanProblem(code, requests[rid].reference, planned, need))
     if problems:
         return [], problems
-    trips = [
-        create_trip(vehicles[vid], leg, actor, per)
-        for vid, per in sorted(loads.items())
-        if sum(per.values())
-    ]
-    return trips, []
+    used = {vehicles[vid]: per for vid, per in loads.items() if sum(per.values())}
+    return create_trips(leg, actor, used), []
 
 
 def _feeder_counts(feeder_id: int, request_ids: Iterable[int]) -> dict[int, int]:
@@ -668,10 +688,13 @@ def allocate_trips(trip_ids: Iterable[int], actor: User | None) -> dict[int, All
             outcomes[trip.id] = outcome
             given.append((trip, seats))
     _give(given, chooser.entries, actor, manual=False)
-    for trip, _ in given:  # after the seats: what the audit says was given, was
+    audited = []  # after the seats: what the audit says was given, was
+    for trip in trips:
         outcome = outcomes[trip.id]
-        unplaced = sum(outcome.unplaced.values())
-        record_audit("trip.seats_allocated", trip, actor, seated=outcome.seated, unplaced=unplaced)
+        audited.append(
+            (trip, {"seated": outcome.seated, "unplaced": sum(outcome.unplaced.values())})
+        )
+    record_audits("trip.seats_allocated", audited, actor)
     return outcomes
 
 
