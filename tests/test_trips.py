@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from flask_babel import gettext, ngettext
@@ -746,3 +747,60 @@ def test_taking_back_reminders_touches_only_that_trip_and_worker(app):
         db.session.commit()
         left = set(db.session.scalars(select(Notification.event)))
         assert left == {events[1], events[2], events[5]}
+
+
+def test_on_postgresql_a_connecting_leg_keeps_boarded_workers_and_their_codes(
+    pg_app, pg_people, tmp_path
+):
+    """Seats are written in one UPDATE on PostgreSQL: the first leg seats the cleared workers
+    with fresh booking codes; the connecting leg keeps each code, and a worker already through
+    the first leg's door stays "boarded"."""
+    with pg_app.app_context():
+        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
+        request = scenario.approved_request(
+            pg_people.organization_a_id, pg_people.coordinator_id, key, DAY, {"东村": 6}
+        )
+        actor = db.session.get(scenario.User, pg_people.coordinator_id)
+        first_leg = scenario.yunyang_to_jinan(DAY)
+        train = trips.create_trip(scenario.vehicle("渝F70001"), first_leg, actor, {request.id: 6})
+        assert trips.allocate_seats(train.id, actor).seated == 6
+        trips.lock_manifest(train.id, actor)
+        db.session.commit()
+        entries = db.session.scalars(
+            select(RosterEntry).where(RosterEntry.request_id == request.id).order_by(RosterEntry.id)
+        ).all()
+        codes = {entry.id: entry.booking_code for entry in entries}
+        assert all(codes.values())
+        assert len(set(codes.values())) == 6
+        assert {entry.status for entry in entries} == {EntryStatus.SEATED}
+        boarded = entries[0].id
+        verdict = trips.board(train.id, codes[boarded], Decimal("36.5"), actor)
+        assert verdict.code == "boarded"
+        db.session.commit()
+
+        onward = trips.Leg(
+            "370105",
+            "济南站北广场",
+            None,
+            "370102",
+            "厂区",
+            None,
+            first_leg.arrives_at + timedelta(hours=1),
+            first_leg.arrives_at + timedelta(hours=3),
+            connects_from_id=train.id,
+        )
+        coach = trips.create_trip(scenario.vehicle("鲁A70002"), onward, actor, {request.id: 6})
+        assert trips.allocate_seats(coach.id, actor).seated == 6
+        db.session.commit()
+        db.session.expire_all()
+        after = {
+            entry.id: (entry.status, entry.booking_code)
+            for entry in db.session.scalars(
+                select(RosterEntry).where(RosterEntry.request_id == request.id)
+            )
+        }
+    assert after[boarded] == (EntryStatus.BOARDED, codes[boarded])
+    assert {entry_id: code for entry_id, (_, code) in after.items()} == codes
+    assert {status for entry_id, (status, _) in after.items() if entry_id != boarded} == {
+        EntryStatus.SEATED
+    }

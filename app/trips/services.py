@@ -23,7 +23,7 @@ from itertools import groupby, islice
 from flask import current_app
 from flask_babel import force_locale, format_date, format_datetime, format_time
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import Select, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Select, bindparam, case, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload
 
@@ -1263,24 +1263,49 @@ def shown_booking_code(code: str | None) -> str:
     return f"{code[:5]}-{code[5:]}" if code else ""
 
 
+# One UPDATE for all of them on PostgreSQL: the ids and their new codes as two arrays.
+_SEAT_ENTRIES_PG = text(
+    "UPDATE roster_entries AS entry"
+    " SET status = CASE WHEN entry.status = :cleared THEN :seated ELSE entry.status END,"
+    " booking_code = COALESCE(entry.booking_code, given.code)"
+    " FROM unnest(CAST(:ids AS integer[]), CAST(:codes AS varchar[])) AS given (id, code)"
+    " WHERE entry.id = given.id"
+)
+
+
 def _seat_entries(entries: list[RosterEntry]) -> None:
-    """Mark these workers seated, each with a booking code (kept across legs), in one
-    executemany: a campaign seats 230,000 workers, and the status, the look-up of codes and
-    their update cost three round trips a trip when done apart."""
-    table = RosterEntry.__table__
-    db.session.execute(
-        table.update()
-        .where(table.c.id == bindparam("entry_id"))
-        .values(
-            # A worker already through an earlier leg's door stays "boarded".
-            status=case(
-                (table.c.status == EntryStatus.CLEARED.value, EntryStatus.SEATED.value),
-                else_=table.c.status,
+    """Mark these workers seated, each with a booking code (kept across legs): a worker
+    already through an earlier leg's door stays "boarded". A campaign seats 230,000 workers:
+    on PostgreSQL one UPDATE of two arrays (an executemany was 110 µs a worker), elsewhere an
+    executemany."""
+    codes = [new_booking_code() for _ in entries]
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(
+            _SEAT_ENTRIES_PG,
+            {
+                "cleared": EntryStatus.CLEARED.value,
+                "seated": EntryStatus.SEATED.value,
+                "ids": [entry.id for entry in entries],
+                "codes": codes,
+            },
+        )
+    else:
+        table = RosterEntry.__table__
+        db.session.execute(
+            table.update()
+            .where(table.c.id == bindparam("entry_id"))
+            .values(
+                status=case(
+                    (table.c.status == EntryStatus.CLEARED.value, EntryStatus.SEATED.value),
+                    else_=table.c.status,
+                ),
+                booking_code=func.coalesce(table.c.booking_code, bindparam("code")),
             ),
-            booking_code=func.coalesce(table.c.booking_code, bindparam("code")),
-        ),
-        [{"entry_id": entry.id, "code": new_booking_code()} for entry in entries],
-    )
+            [
+                {"entry_id": entry.id, "code": code}
+                for entry, code in zip(entries, codes, strict=True)
+            ],
+        )
     for entry in entries:  # the session reads the new values back when next used
         db.session.expire(entry, ["status", "booking_code"])
 
