@@ -750,7 +750,7 @@ PARTS = (
     ((health,), "_stamp_checked", "health._stamp_checked"),
     ((health,), "_tell_employer", "health._tell_employer"),
     ((trips,), "make_plan", "make_plan"),
-    ((trips,), "create_trip", "create_trip"),
+    ((trips,), "create_trips", "create_trips"),
     ((trips,), "_lock_trips", "_lock_trips"),
     ((trips,), "_lock_requests", "_lock_requests"),
     ((trips,), "_assignments_of", "assignments (seats, entries, workers)"),
@@ -768,6 +768,7 @@ PARTS = (
     ((trips, demand, health), "organization_users", "organization_users"),
     ((trips, demand), "region_coordinators", "region_coordinators"),
     ((trips, demand, health, notify, accounts), "record_audit", "record_audit"),
+    ((trips,), "record_audits", "record_audits"),
 )
 COMMIT = "commit"
 
