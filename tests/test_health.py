@@ -20,6 +20,7 @@ from app.health.cli import create_demo_issuer, issue_demo_pass
 from app.health.models import HealthCertificate, HealthIssuer
 from app.health.passes import generate_key, sign_pass
 from app.health.services import create_issuer
+from tests import scenario
 from tests.conftest import People, csrf_token, make_app, sign_in, submit
 from tests.test_demand import (
     LI,
@@ -548,15 +549,8 @@ def test_an_import_on_postgresql_saves_every_worker_and_each_pass_with_its_holde
     )
 
     with pg_app.app_context():
-        create_demo_issuer(
-            "重庆市云阳县卫生健康委员会",
-            "500235",
-            tmp_path / "issuer.pem",
-            local_today("Asia/Shanghai") - timedelta(days=7),
-            None,
-        )
+        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
         db.session.commit()
-    key = (tmp_path / "issuer.pem").read_text()
     client = pg_app.test_client()
     assert sign_in(client, People.EMAILS["employer"]).status_code == 302
     import_file(client, xlsx([CN_HEADERS, *(worker_row(n) for n in range(1, 4))]))
