@@ -580,6 +580,8 @@ class _Chooser:
         """A new check key: check what its loads want from each queue, all at once."""
         self.checked, self.counted = set(), set()
         self.cursors.clear()
+        if not loads:
+            return
         wanted: dict[tuple, int] = defaultdict(int)
         for load in loads:
             wanted[load.queue_key] += load.room
@@ -589,8 +591,7 @@ class _Chooser:
             for key, n in wanted.items()
             for entry_id in self._unchecked(self.queue(first[key]), 0, n)
         ]
-        if loads:
-            self._check(ids, loads[0].trip)
+        self._check(ids, loads[0].trip)
 
     def fill(self, load: _Load) -> None:
         """Up to ``load.room`` workers fit to travel, the first waiting in seating order."""
@@ -664,20 +665,19 @@ def allocate_trips(trip_ids: Iterable[int], actor: User | None) -> dict[int, All
     _lock_requests(request_id for _, request_id, _ in planned)
     # The vehicles in the session first: ``trip.vehicle`` then needs no query of its own.
     db.session.scalars(select(Vehicle).where(Vehicle.id.in_({t.vehicle_id for t in trips}))).all()
+    chooser = _Chooser()
     taken: dict[int, list[SeatAssignment]] = defaultdict(list)
     # A trip whose seats never changed has none: a plan's new trips need no read.
     seated_before = [trip.id for trip in trips if trip.seats_version]
     for seat in _assignments_of(seated_before, with_workers=True) if seated_before else ():
         taken[seat.trip_id].append(seat)
-    chooser = _Chooser()
+        chooser.entries[seat.roster_entry_id] = seat.entry
     loads: dict[int, list[_Load]] = defaultdict(list)
     by_id = {trip.id: trip for trip in trips}
     for trip_id, request_id, count in planned:
         seated = sum(1 for seat in taken[trip_id] if seat.entry.request_id == request_id)
         if count > seated:
             loads[trip_id].append(_Load(by_id[trip_id], request_id, count - seated))
-    for seat in (seat for seats in taken.values() for seat in seats):
-        chooser.entries[seat.roster_entry_id] = seat.entry
     outcomes: dict[int, AllocationOutcome] = {}
     given: list[tuple[Trip, dict[int, str]]] = []
     for _key, same_check in groupby(trips, key=_check_key):
