@@ -2251,6 +2251,7 @@ def run_campaign(args: argparse.Namespace) -> int:
         if args.stop_after in steps:
             print(f"stopped after {args.stop_after}")
             if args.keep_database:
+                analyzer.stop()  # its connection would keep the database from being copied
                 _dispose(app)
                 keep_copy(args.postgres_url, database_name, args.keep_database)
             return 0

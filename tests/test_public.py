@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 import xml.etree.ElementTree as ET
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as clock_time
@@ -226,6 +227,18 @@ def test_booking_codes_are_read_as_people_type_them(app, client, scene):
         assert found.status_code == 302, typed
         with app.app_context():
             assert trips.entry_for_token(token_of(found.headers["Location"])).id == worker.entry_id
+
+
+def test_new_booking_codes_use_the_whole_alphabet_evenly():
+    """Codes are 10 letters of Crockford's 32, each equally likely: 4,000 codes are all
+    different, read back as typed, and use every letter about as often (40,000 letters,
+    1,250 expected each; a code maker that favoured or skipped letters lands far outside)."""
+    codes = [trips.new_booking_code() for _ in range(4000)]
+    assert len(set(codes)) == len(codes)
+    assert all(trips.normalize_booking_code(trips.shown_booking_code(c)) == c for c in codes)
+    counts = Counter("".join(codes))
+    assert set(counts) == set(trips.BOOKING_ALPHABET)
+    assert 1000 < min(counts.values()) <= max(counts.values()) < 1500
 
 
 def test_too_many_misses_on_one_code_are_refused_from_any_address(app, client, scene):

@@ -17,6 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from app.accounts.models import Organization, User
 from app.accounts.services import organization_users, region_coordinators
+from app.core.bulk import bulk_insert
 from app.core.clock import local_today, utcnow
 from app.core.errors import DomainError
 from app.core.identity import age_on, birth_date_of, mask_id_number
@@ -695,13 +696,8 @@ def _save_roster(
             changed_rows.append({"id": known, **columns, "updated_at": utcnow()})
     ids = existing
     if new_rows:
-        # render_nulls: rows with and without the optional columns (emergency contact, group)
-        # are then one batch; otherwise each change of shape starts a new INSERT (about 2.4
-        # rows each on a real roster). No RETURNING: the driver's executemany then sends one
-        # short statement, where INSERT ... RETURNING was rendered as multi-row VALUES whose
-        # thousands of placeholders psycopg parsed again each time (~120 against ~25 µs of CPU
-        # a worker); the new ids are read back in one query.
-        db.session.execute(insert(Worker).execution_options(render_nulls=True), new_rows)
+        # No RETURNING (COPY has none): the new ids are read back in one query.
+        bulk_insert(Worker.__table__, new_rows)
         ids = _roster_ids(organization_id)
     if changed_rows:
         db.session.execute(update(Worker), changed_rows)

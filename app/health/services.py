@@ -15,13 +15,14 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.accounts.models import User
 from app.accounts.services import organization_users
+from app.core.bulk import bulk_insert
 from app.core.clock import utcnow
 from app.core.errors import DomainError
 from app.core.pii import PiiVault, vault
@@ -220,8 +221,8 @@ def add_passes(
     """Many workers' passes at once (a roster import): one bulk insert. The entries on live
     requests of the workers in ``recheck`` (some of those in ``items``) are checked again."""
     pii = vault()
-    db.session.execute(
-        insert(HealthCertificate),
+    bulk_insert(
+        HealthCertificate.__table__,
         [
             {
                 "worker_id": worker_id,
@@ -470,14 +471,15 @@ def check_entries(
     entries: list[RosterEntry],
     departure_of=None,
     tell_all_blocked: bool = False,
-    freshness_hours: int | None = None,
+    checker: Checker | None = None,
 ) -> dict[str, int]:
     """Check these entries now; returns how many ended cleared and blocked. The employer is
-    told of workers newly blocked on live requests (or of all blocked ones, on submission)."""
+    told of workers newly blocked on live requests (or of all blocked ones, on submission).
+    ``checker``: one made for many calls (the trust list read once), with its freshness."""
     entries = [entry for entry in entries if entry.status in CHECKABLE]
     if not entries:
         return {"cleared": 0, "blocked": 0}
-    checker = Checker(freshness_hours)
+    checker = checker or Checker()
     load_workers(entries)
     certificates = current_certificates(entry.worker_id for entry in entries)
     checker.know_holders(certificates.values())
