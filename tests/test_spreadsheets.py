@@ -362,6 +362,51 @@ def test_corrupt_xlsx_is_unreadable(data: bytes):
     assert_error("unreadable", "x.xlsx", data)
 
 
+def _entity(n: int) -> bytes:
+    """Entity n: ten of entity n - 1 (the first: "lol")."""
+    value = "lol" if n == 0 else f"&lol{n - 1};" * 10
+    return f'<!ENTITY lol{n} "{value}">'.encode()
+
+
+_LAUGHS = b"<!DOCTYPE worksheet [" + b"".join(_entity(n) for n in range(10)) + b"]>"
+
+
+def _sheet_of(data: bytes) -> bytes:
+    return zipfile.ZipFile(io.BytesIO(data)).read("xl/worksheets/sheet1.xml")
+
+
+_DECLARATION = '<?xml version="1.0" encoding="{}" standalone="yes"?>\n'
+
+
+def test_an_xlsx_declaring_a_dtd_is_refused_before_it_is_parsed():
+    """An XML bomb in any part (here a billion &lol9; in a cell): refused as unreadable,
+    whatever XML parser openpyxl would have taken."""
+    data = xlsx_bytes([HEADERS, ["张三"]])
+    sheet = _sheet_of(data)
+    bomb = _LAUGHS + sheet.replace("张三".encode(), b"&lol9;")
+    error = assert_error("unreadable", "x.xlsx", _with_part(data, "xl/worksheets/sheet1.xml", bomb))
+    assert error.detail == "xl/worksheets/sheet1.xml: a DTD"
+
+    # In another part, after an XML declaration, or in UTF-16: refused all the same.
+    styles = zipfile.ZipFile(io.BytesIO(data)).read("xl/styles.xml")
+    utf16 = _DECLARATION.format("UTF-16") + (_LAUGHS + sheet).decode()
+    for name, part in (
+        ("xl/styles.xml", _LAUGHS + styles),
+        ("xl/worksheets/sheet1.xml", _DECLARATION.format("UTF-8").encode() + _LAUGHS + sheet),
+        ("xl/worksheets/sheet1.xml", utf16.encode("utf-16")),
+    ):
+        error = assert_error("unreadable", "x.xlsx", _with_part(data, name, part))
+        assert error.detail == f"{name}: a DTD"
+
+
+def test_comments_and_instructions_before_a_sheet_are_no_dtd():
+    data = xlsx_bytes([HEADERS, ["张三"]])
+    prolog = b"<!-- written <!DOCTYPE by hand --> <?fangang note?>\n<!---->"
+    sheet = _DECLARATION.format("UTF-8").encode() + prolog + _sheet_of(data)
+    table = read_table("x.xlsx", _with_part(data, "xl/worksheets/sheet1.xml", sheet))
+    assert table.rows == [(2, ["张三", None, None])]
+
+
 def test_an_xlsx_that_unpacks_too_big_is_unreadable(monkeypatch: pytest.MonkeyPatch):
     data = xlsx_bytes([HEADERS, ["张" * 5000]])
     assert read_table("x.xlsx", data).rows

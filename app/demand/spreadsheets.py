@@ -21,6 +21,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain, islice
+from xml.etree.ElementTree import iterparse  # nosec B405
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -30,7 +31,7 @@ from openpyxl.styles import Font
 from openpyxl.styles.stylesheet import apply_stylesheet
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.cell import coordinate_to_tuple
-from openpyxl.worksheet._reader import INLINE_STRING, WorkSheetParser
+from openpyxl.worksheet._reader import INLINE_STRING, ROW_TAG, WorkSheetParser
 from openpyxl.xml.constants import SHEET_MAIN_NS
 
 # Columns beyond this are ignored on reading: no roster is that wide, and a tiny file with one
@@ -62,6 +63,10 @@ _MAX_WIDTH = 50
 _TEXT_MIN_WIDTH = 20  # an 18-digit ID number must show in full
 _EXACT_FLOAT = 2**53  # every integer up to this is exact as a float
 _TEXT_TAG = f"{{{SHEET_MAIN_NS}}}t"
+
+# How far into each part of an .xlsx to look for the end of its prolog (see _declares_dtd).
+_PROLOG_PEEK = 64 * 1024
+_PROLOG_ITEM = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
 
 
 class SpreadsheetError(Exception):
@@ -153,9 +158,20 @@ def _build_table(
 
 
 class _SheetParser(WorkSheetParser):
-    """openpyxl's streaming parser of a sheet's XML. A plain inline string (one ``<t>``, as
-    openpyxl itself writes every string: our templates and exports) is taken from its text;
-    openpyxl builds a rich-text object for each, a third of the parse."""
+    """openpyxl's streaming parser of a sheet's XML, for its rows only. A plain inline string
+    (one ``<t>``, as openpyxl itself writes every string: our templates and exports) is taken
+    from its text; openpyxl builds a rich-text object for each, a third of the parse."""
+
+    def parse(self):
+        """The rows, read by the standard library's C parser. openpyxl takes defusedxml's
+        pure-Python one whenever that happens to be installed (here a development tool
+        brings it): four times slower, and only where it is installed. What it guarded
+        against, a DTD, ``_refuse_dtds`` refuses in every part before anything is parsed."""
+        # DTDs refused before (_refuse_dtds):
+        for _event, element in iterparse(self.source):  # noqa: S314  # nosec B314
+            if element.tag == ROW_TAG:
+                yield self.parse_row(element)
+                element.clear()
 
     def parse_cell(self, element):
         string = element.find(INLINE_STRING) if element.get("t") == "inlineStr" else None
@@ -180,6 +196,7 @@ def _xlsx_rows(data: bytes) -> Generator[tuple[int, Sequence[object]], None, Non
         raise SpreadsheetError("unreadable", f"not a zip archive: {exc}") from exc
     if unpacked > MAX_XLSX_UNCOMPRESSED:
         raise SpreadsheetError("unreadable", f"unpacks to {unpacked} bytes")
+    _refuse_dtds(data)
 
     # What load_workbook(read_only=True) reads, up to the sheets: it then opens every sheet
     # and looks for its <dimension>, parsing the whole sheet when there is none (as in files
@@ -234,6 +251,38 @@ def _xlsx_rows(data: bytes) -> Generator[tuple[int, Sequence[object]], None, Non
         raise SpreadsheetError("unreadable", f"{type(exc).__name__}: {exc}") from exc
     finally:
         reader.archive.close()
+
+
+def _refuse_dtds(data: bytes) -> None:
+    """No part of a workbook may declare a DTD. A spreadsheet has no use for one, and it is
+    what XML bombs need (entities expanding a billion times, or quadratically); the Expat of
+    older Pythons does not stop them all."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as part:
+                    if _declares_dtd(part.read(_PROLOG_PEEK)):
+                        raise SpreadsheetError("unreadable", f"{info.filename}: a DTD")
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
+        raise SpreadsheetError("unreadable", f"{type(exc).__name__}: {exc}") from exc
+
+
+def _declares_dtd(head: bytes) -> bool:
+    """Whether this start of an XML part declares a DTD (or its prolog does not end within
+    it). A DTD can only stand in the prolog, before the root element, among the XML
+    declaration, processing instructions and comments; a part that is not XML (a picture)
+    starts with no ``<``."""
+    encoding = "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+    text = head.decode(encoding, errors="replace").lstrip("\ufeff")
+    if not text.lstrip().startswith("<"):
+        return False
+    position = 0
+    while item := _PROLOG_ITEM.match(text, position):
+        position = item.end()
+    rest = text[position:].lstrip()
+    if rest.startswith("<!"):
+        return True
+    return not rest.startswith("<") and len(head) == _PROLOG_PEEK
 
 
 def _read_csv(data: bytes, max_rows: int) -> Table:
