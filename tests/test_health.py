@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import segno
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from app.core.clock import local_today, utcnow
 from app.core.models import AuditEntry
@@ -583,6 +583,69 @@ def test_an_import_on_postgresql_saves_every_worker_and_each_pass_with_its_holde
     assert len(holders) == 32
     assert all(worker == subject for worker, subject in holders)  # each pass on its holder
     assert on_request == 40
+
+
+_STALE_HOLDERS = {  # 20,000 workers with a pass each, written behind the planner's back
+    "workers": "INSERT INTO workers (organization_id, name, id_number_token, id_number_hash,"
+    " birth_date, phone_token, phone_hash, phone_last4, home_region_code, created_at,"
+    " updated_at) SELECT :organization, '工人', 't' || g, 'bulk-' || g, '1990-01-01', 'p' || g,"
+    " 'ph' || g, '0000', '370102', now(), now() FROM generate_series(1, 20000) AS g",
+    "passes": "INSERT INTO health_certificates (worker_id, kind, status, token_cipher, jti,"
+    " created_at) SELECT id, 'pass', 'green', 'x', id_number_hash, now() FROM workers"
+    " WHERE id_number_hash LIKE 'bulk-%'",
+}
+
+
+@pytest.mark.postgres
+def test_a_pass_on_two_people_is_found_on_postgresql_however_stale_the_statistics(
+    pg_app, pg_people, tmp_path
+):
+    """Who holds a pass is looked up pass by pass, by index: as a join, the planner took
+    every certificate and every worker (a hash join) whenever the tables had grown without
+    statistics, as in a campaign's first imports: 18 ms a health check at 48,000 workers."""
+    from app.health import services
+
+    with pg_app.app_context():
+        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
+        db.session.commit()
+    employer = pg_app.test_client()
+    assert sign_in(employer, People.EMAILS["employer"]).status_code == 302
+    add_worker_with(employer, a_pass(pg_app, key, jti="pass-0001"))
+    copied = a_pass(pg_app, key, id_number=LI, name="李四", jti="pass-0001")
+    add_worker_with(employer, copied, name="李四", id_number=LI, phone="13800138001")
+    with pg_app.app_context():
+        organization = pg_people.organization_b_id  # another employer's: not on A's pages
+        for statement in _STALE_HOLDERS.values():
+            db.session.execute(text(statement), {"organization": organization})
+        # No statistics at all, as before autovacuum's first look at fresh tables.
+        db.session.execute(
+            text(
+                "DELETE FROM pg_statistic WHERE starelid IN"
+                " ('workers'::regclass, 'health_certificates'::regclass)"
+            )
+        )
+        db.session.commit()
+        jtis = [f"bulk-{n}" for n in range(1, 61)]
+
+        def plan(statement, parameters) -> str:
+            rows = db.session.execute(text(f"EXPLAIN {statement}"), parameters).scalars()
+            return "\n".join(rows)
+
+        joined = plan(
+            "SELECT c.jti, w.id_number_hash FROM health_certificates AS c"
+            " JOIN workers AS w ON c.worker_id = w.id"
+            " WHERE c.jti = ANY (CAST(:jtis AS varchar[]))",  # what IN (...) is planned as
+            {"jtis": jtis},
+        )
+        assert "Seq Scan on workers" in joined  # the old join: the problem is real here
+        probes = plan(services._HOLDERS_PG.text, {"jtis": jtis})
+        assert "Seq Scan" not in probes, probes
+        db.session.rollback()
+
+    # And the checker still finds the pass on two people.
+    request_id = request_tomorrow(employer)
+    add_everyone(employer, request_id)
+    assert "jti_reused" in entry_of(pg_app, request_id, "李四").block_reason.split(",")
 
 
 # --- the CLI -------------------------------------------------------------------------------

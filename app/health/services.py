@@ -15,7 +15,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
@@ -350,14 +350,18 @@ class Checker:
 
     def know_holders(self, certificates: Iterable[HealthCertificate]) -> None:
         """Who holds these passes, in one query (else one query per verdict)."""
-        jtis = sorted({c.jti for c in certificates if c.jti})
+        jtis = sorted({c.jti for c in certificates if c.jti} - self.jti_holders.keys())
+        postgresql = db.session.get_bind().dialect.name == "postgresql"
         for start in range(0, len(jtis), 5000):
             chunk = jtis[start : start + 5000]
-            rows = db.session.execute(
-                select(HealthCertificate.jti, Worker.id_number_hash)
-                .join(Worker, HealthCertificate.worker_id == Worker.id)
-                .where(HealthCertificate.jti.in_(chunk))
-            )
+            if postgresql:
+                rows = db.session.execute(_HOLDERS_PG, {"jtis": chunk})
+            else:
+                rows = db.session.execute(
+                    select(HealthCertificate.jti, Worker.id_number_hash)
+                    .join(Worker, HealthCertificate.worker_id == Worker.id)
+                    .where(HealthCertificate.jti.in_(chunk))
+                )
             for jti, holder in rows:
                 self.jti_holders.setdefault(jti, set()).add(holder)
 
@@ -399,6 +403,20 @@ class Checker:
             name_matches=certificate.name_hash == self.pii.lookup_hash(name_key(worker.name)),
         )
         return judge_pass(claims, issuer, departure, self.policy, reused)
+
+
+# Each pass looked up on its own (index probes, ``OFFSET 0`` keeping the planner from merging
+# the lookups into one join): written as a join, the planner hash-joined every certificate and
+# every worker whenever the tables had grown since their statistics (a campaign's first
+# imports: 18 ms a check on 48,000 workers, 38% of adding workers to requests).
+_HOLDERS_PG = text(
+    "SELECT given.jti, holder.id_number_hash"
+    " FROM unnest(CAST(:jtis AS varchar[])) AS given (jti)"
+    " CROSS JOIN LATERAL (SELECT c.worker_id FROM health_certificates AS c"
+    "   WHERE c.jti = given.jti OFFSET 0) AS held"
+    " CROSS JOIN LATERAL (SELECT w.id_number_hash FROM workers AS w"
+    "   WHERE w.id = held.worker_id OFFSET 0) AS holder"
+)
 
 
 def _jti_used_by_other(jti: str, worker: Worker) -> bool:
