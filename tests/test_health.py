@@ -640,6 +640,20 @@ def test_a_pass_on_two_people_is_found_on_postgresql_however_stale_the_statistic
         assert "Seq Scan on workers" in joined  # the old join: the problem is real here
         probes = plan(services._HOLDERS_PG.text, {"jtis": jtis})
         assert "Seq Scan" not in probes, probes
+        # The same for each worker's newest certificate.
+        workers = db.session.scalars(
+            text("SELECT id FROM workers WHERE id_number_hash LIKE 'bulk-%' LIMIT 60")
+        ).all()
+        newest = plan(
+            "SELECT worker_id, max(id) FROM health_certificates"
+            " WHERE worker_id = ANY (CAST(:ids AS integer[])) GROUP BY worker_id",
+            {"ids": workers},
+        )
+        assert "Seq Scan on health_certificates" in newest  # the old GROUP BY
+        probes = plan(services._CERTIFICATES_OF_PG.text, {"ids": workers})
+        assert "Seq Scan" not in probes, probes
+        certificates = services.current_certificates(workers)
+        assert sorted(certificates) == sorted(workers)
         db.session.rollback()
 
     # And the checker still finds the pass on two people.

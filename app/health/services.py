@@ -15,7 +15,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import and_, select, text, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
@@ -314,19 +314,41 @@ def record_paper(
 
 def current_certificates(worker_ids: Iterable[int]) -> dict[int, HealthCertificate]:
     """Each worker's newest certificate."""
-    ids = list(set(worker_ids))
-    newest = (
-        select(HealthCertificate.worker_id, func.max(HealthCertificate.id).label("id"))
-        .where(HealthCertificate.worker_id.in_(ids))
-        .group_by(HealthCertificate.worker_id)
-        .subquery()
-    )
-    rows = db.session.scalars(
-        select(HealthCertificate)
-        .join(newest, HealthCertificate.id == newest.c.id)
-        .options(defer(HealthCertificate.token_cipher))  # read only when a token is read
-    )
-    return {certificate.worker_id: certificate for certificate in rows}
+    ids = sorted(set(worker_ids))
+    newest: dict[int, int] = {}
+    postgresql = db.session.get_bind().dialect.name == "postgresql"
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        if postgresql:
+            pairs = db.session.execute(_CERTIFICATES_OF_PG, {"ids": chunk})
+        else:
+            pairs = db.session.execute(
+                select(HealthCertificate.worker_id, HealthCertificate.id).where(
+                    HealthCertificate.worker_id.in_(chunk)
+                )
+            )
+        for worker_id, certificate_id in pairs:
+            newest[worker_id] = max(certificate_id, newest.get(worker_id, 0))
+    certificates = sorted(newest.values())
+    found: dict[int, HealthCertificate] = {}
+    for start in range(0, len(certificates), 5000):
+        rows = db.session.scalars(
+            select(HealthCertificate)
+            .where(HealthCertificate.id.in_(certificates[start : start + 5000]))
+            .options(defer(HealthCertificate.token_cipher))  # read only when a token is read
+        )
+        found.update((certificate.worker_id, certificate) for certificate in rows)
+    return found
+
+
+# A worker's certificates, worker by worker (index probes, as ``_HOLDERS_PG``): asked with
+# IN (...) or GROUP BY, the planner read every certificate whenever the table had grown since
+# its statistics (119 ms a check at 170,000 certificates during a campaign's requests).
+_CERTIFICATES_OF_PG = text(
+    "SELECT given.worker_id, mine.id FROM unnest(CAST(:ids AS integer[])) AS given (worker_id)"
+    " CROSS JOIN LATERAL (SELECT c.id FROM health_certificates AS c"
+    "   WHERE c.worker_id = given.worker_id OFFSET 0) AS mine"
+)
 
 
 # --- verdicts ------------------------------------------------------------------------------
