@@ -638,7 +638,7 @@ def test_a_pass_on_two_people_is_found_on_postgresql_however_stale_the_statistic
             {"jtis": jtis},
         )
         assert "Seq Scan on workers" in joined  # the old join: the problem is real here
-        probes = plan(services._HOLDERS_PG.text, {"jtis": jtis})
+        probes = plan(services._HOLDERS_PG.text, {"given": jtis})
         assert "Seq Scan" not in probes, probes
         # The same for each worker's newest certificate.
         workers = db.session.scalars(
@@ -650,7 +650,7 @@ def test_a_pass_on_two_people_is_found_on_postgresql_however_stale_the_statistic
             {"ids": workers},
         )
         assert "Seq Scan on health_certificates" in newest  # the old GROUP BY
-        probes = plan(services._CERTIFICATES_OF_PG.text, {"ids": workers})
+        probes = plan(services._CERTIFICATES_OF_PG.text, {"given": workers})
         assert "Seq Scan" not in probes, probes
         certificates = services.current_certificates(workers)
         assert sorted(certificates) == sorted(workers)
