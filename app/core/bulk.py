@@ -18,10 +18,13 @@ from sqlalchemy.exc import DBAPIError
 from app.extensions import db
 
 
-def bulk_insert(table: Table, rows: Sequence[Mapping[str, object]]) -> None:
+def bulk_insert(
+    table: Table, rows: Sequence[Mapping[str, object]], into: str | None = None
+) -> None:
     """Insert these rows (dicts of column name -> value). Columns that no row gives take their
     defaults, as with ``insert()``; one that some rows give is NULL in the others. A broken
-    constraint raises SQLAlchemy's ``IntegrityError``, as an INSERT would."""
+    constraint raises SQLAlchemy's ``IntegrityError``, as an INSERT would. ``into``
+    (PostgreSQL): another table with these columns, such as a temporary one."""
     if not rows:
         return
     db.session.flush()  # rows these may refer to
@@ -41,7 +44,8 @@ def bulk_insert(table: Table, rows: Sequence[Mapping[str, object]]) -> None:
     defaults = _defaults(table, names)
     columns = [table.c[name] for name in names] + [column for column, _ in defaults]
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+        sql.Identifier(into or table.name),
+        sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
     )
     adapters = [_adapter(column, connection.dialect) for column in columns]
     adapted = [(i, adapt) for i, adapt in enumerate(adapters) if adapt is not None]
