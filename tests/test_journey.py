@@ -618,9 +618,10 @@ def coordinator_plans_coaches(app: Flask, company: Company, page: Page) -> list[
     boxes.first.check()
     for coach_id in company.coach_ids:
         page.locator(f"input[name=vehicles][value='{coach_id}']").check()
-    # BUG (test_a_connecting_leg_can_be_planned_on_the_plan_page below): the plan page cannot
-    # make a leg that connects from the train, so the coaches are planned as first legs from
-    # Jinan station and connected to the train on the trip form afterwards.
+    # Planned before the train's seats are given, so as first legs from Jinan station, and
+    # connected to the train on the trip form afterwards. (A connecting leg planned on the plan
+    # page carries the workers already seated on the feeding trip:
+    # test_a_connecting_leg_can_be_planned_on_the_plan_page below.)
     fill_leg(page, coach_leg(company))
     planned = plan_and_apply(app, page, company.cleared)
     assert len([n for n in planned if n]) == len(company.coach_ids)

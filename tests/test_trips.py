@@ -314,6 +314,39 @@ def test_giving_seats_on_several_trips_checks_each_worker_once_a_departure(
         assert sorted(d["seated"] for d in audited) == [3, 5, 12]
 
 
+def test_giving_seats_on_several_trips_reads_their_vehicles_once(app, people, three_employers):
+    """Each trip's seat map comes from its vehicle: all the vehicles are read in one query,
+    not one query a trip (a list read and dropped left the session nothing to reuse)."""
+    request_id = three_employers["requests"][0]
+    with app.app_context():
+        actor = db.session.get(scenario.User, people.coordinator_id)
+        made = []
+        for identifier, planned in (("渝F20001", 8), ("渝F20002", 7), ("渝F20003", 5)):
+            coach = scenario.vehicle(identifier, "coach-45")
+            made.append(
+                trips.create_trip(
+                    coach, scenario.yunyang_to_jinan(DAY), actor, {request_id: planned}
+                ).id
+            )
+        db.session.commit()
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    with app.app_context():  # a new session, as the next page or task has
+        actor = db.session.get(scenario.User, people.coordinator_id)
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            outcomes = trips.allocate_trips(made, actor)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        db.session.commit()
+        assert [outcomes[trip_id].seated for trip_id in made] == [8, 7, 5]
+    vehicle_reads = [s for s in statements if s.startswith("SELECT") and "FROM vehicles" in s]
+    assert len(vehicle_reads) == 1, vehicle_reads
+
+
 def test_a_plan_that_cannot_carry_everyone_says_how_many_seats_are_missing(
     app, client_as, three_employers
 ):

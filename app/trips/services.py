@@ -26,6 +26,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Select, bindparam, case, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.accounts.models import User
 from app.accounts.services import organization_users, region_coordinators
@@ -671,8 +672,15 @@ def allocate_trips(trip_ids: Iterable[int], actor: User | None) -> dict[int, All
         .order_by(TripLoad.trip_id, TripLoad.request_id)
     ).all()
     _lock_requests(request_id for _, request_id, _ in planned)
-    # The vehicles in the session first: ``trip.vehicle`` then needs no query of its own.
-    db.session.scalars(select(Vehicle).where(Vehicle.id.in_({t.vehicle_id for t in trips}))).all()
+    # The vehicles in one query, set on their trips: the session's identity map holds objects
+    # only while something refers to them, so a list read and dropped left ``trip.vehicle``
+    # to load each vehicle again (a query a trip).
+    vehicles = db.session.scalars(
+        select(Vehicle).where(Vehicle.id.in_({trip.vehicle_id for trip in trips}))
+    )
+    by_vehicle_id = {vehicle.id: vehicle for vehicle in vehicles}
+    for trip in trips:
+        set_committed_value(trip, "vehicle", by_vehicle_id[trip.vehicle_id])
     chooser = _Chooser()
     taken: dict[int, list[SeatAssignment]] = defaultdict(list)
     # A trip whose seats never changed has none: a plan's new trips need no read.
