@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 from flask_babel import gettext, ngettext
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select, text, update
 
 from app.core.clock import local_today, utcnow
 from app.core.models import AuditEntry
@@ -837,6 +837,73 @@ def test_on_postgresql_a_connecting_leg_keeps_boarded_workers_and_their_codes(
     assert {status for entry_id, (status, _) in after.items() if entry_id != boarded} == {
         EntryStatus.SEATED
     }
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_seating_writes_each_workers_health_check_with_their_seat(database, request, tmp_path):
+    """Allocation checks each worker at the trip's departure and writes that check with the
+    seat (one UPDATE). A worker blocked before for a reason the check no longer finds is seated
+    with the old verdict and its override gone; one whose pass fails stays blocked, with the
+    time of this check too."""
+    app = request.getfixturevalue("app" if database == "sqlite" else "pg_app")
+    people = request.getfixturevalue("people" if database == "sqlite" else "pg_people")
+    with app.app_context():
+        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
+        transport = scenario.approved_request(
+            people.organization_a_id, people.coordinator_id, key, DAY, {"东村": 5}, failing=1
+        )
+        entries = sorted(transport.entries, key=lambda entry: entry.id)
+        yellow, once_blocked = entries[0].id, entries[1].id
+        db.session.execute(  # an earlier verdict, overridden, that no longer holds
+            update(RosterEntry)
+            .where(RosterEntry.id == once_blocked)
+            .values(
+                status=EntryStatus.BLOCKED.value,
+                block_reason="stale",
+                override_reasons="expired",
+                override_note="纸质证明已核",
+                overridden_by_id=people.coordinator_id,
+                overridden_at=utcnow() - timedelta(days=1),
+            )
+        )
+        db.session.execute(update(RosterEntry).values(health_checked_at=None))
+        actor = db.session.get(scenario.User, people.coordinator_id)
+        coach = trips.create_trip(
+            scenario.vehicle("鲁A70004"), scenario.yunyang_to_jinan(DAY), actor, {transport.id: 5}
+        )
+        db.session.commit()
+        before, statements = utcnow(), []
+
+        def count(_conn, _cursor, statement, *_args) -> None:
+            statements.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            outcome = trips.allocate_seats(coach.id, actor)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        db.session.commit()
+        # The seated workers' rows written once (seat and check), the blocked one's check apart.
+        assert len([s for s in statements if s.startswith("UPDATE roster_entries")]) == 2
+        db.session.expire_all()
+        assert (outcome.seated, outcome.blocked) == (4, 1)
+        after = {
+            entry.id: entry
+            for entry in db.session.scalars(
+                select(RosterEntry).where(RosterEntry.request_id == transport.id)
+            )
+        }
+    assert after[yellow].status == EntryStatus.BLOCKED
+    assert after[yellow].booking_code is None
+    seated = [entry for entry_id, entry in after.items() if entry_id != yellow]
+    assert {entry.status for entry in seated} == {EntryStatus.SEATED}
+    assert all(entry.booking_code for entry in seated)
+    cleared = after[once_blocked]
+    assert (cleared.block_reason, cleared.override_reasons, cleared.override_note) == (None,) * 3
+    assert (cleared.overridden_by_id, cleared.overridden_at) == (None, None)
+    assert all(before <= entry.health_checked_at <= utcnow() for entry in after.values())
 
 
 @pytest.mark.postgres

@@ -9,9 +9,11 @@ pass's signature and holder are verified once, when it is added (see HealthCerti
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -459,7 +461,7 @@ def _jti_used_by_other(jti: str, worker: Worker) -> bool:
 
 
 # A worker cleared with no reason left: nearly every entry of a submission or an allocation.
-_PLAIN_CLEARED = {
+PLAIN_CLEARED = {
     "status": EntryStatus.CLEARED.value,
     "block_reason": None,
     "override_reasons": None,
@@ -471,13 +473,13 @@ _PLAIN_CLEARED = {
 
 def apply_verdict(entry: RosterEntry, verdict: Verdict) -> bool:
     """Give the entry the verdict. True when it is cleared with no reason: its columns are then
-    set as already saved, for ``_stamp_checked`` to write in one UPDATE with the others so
+    set as already saved, for ``write_stamps`` to write in one UPDATE with the others so
     cleared (the flush wrote an UPDATE a row: 230,000 of them in a province's submissions)."""
     reasons = set(verdict.reasons)
     overridden = set((entry.override_reasons or "").split(",")) - {""}
     previous = entry.status
     if not reasons:
-        for column, value in _PLAIN_CLEARED.items():
+        for column, value in PLAIN_CLEARED.items():
             set_committed_value(entry, column, value)
     elif reasons <= overridden:
         entry.status, entry.block_reason = EntryStatus.CLEARED.value, ",".join(verdict.reasons)
@@ -511,18 +513,32 @@ def load_workers(entries: Iterable[RosterEntry]) -> None:
             set_committed_value(entry, "worker", workers[entry.worker_id])
 
 
+class Stamp(NamedTuple):
+    """A check not yet written: when, and whether the entry came out plainly cleared (its
+    verdict columns then written with the time: ``PLAIN_CLEARED``)."""
+
+    at: datetime
+    plainly_cleared: bool
+
+
 def check_entries(
     entries: list[RosterEntry],
     departure_of=None,
     tell_all_blocked: bool = False,
     checker: Checker | None = None,
+    stamps: dict[int, Stamp] | None = None,
 ) -> dict[str, int]:
     """Check these entries now; returns how many ended cleared and blocked. The employer is
     told of workers newly blocked on live requests (or of all blocked ones, on submission).
-    ``checker``: one made for many calls (the trust list read once), with its freshness."""
+    ``checker``: one made for many calls (the trust list read once), with its freshness.
+    ``stamps``: each entry's check is left there (entry id -> ``Stamp``) for the caller to
+    write with its own UPDATE of the same rows, or by ``write_stamps``, instead of written
+    here (allocation writes the seated workers' with their seats)."""
     entries = [entry for entry in entries if entry.status in CHECKABLE]
     if not entries:
         return {"cleared": 0, "blocked": 0}
+    if stamps is not None:  # an earlier check of the same entry is written before this one's
+        write_stamps({e.id: stamps.pop(e.id) for e in entries if e.id in stamps})
     checker = checker or Checker()
     load_workers(entries)
     certificates = current_certificates(entry.worker_id for entry in entries)
@@ -544,29 +560,35 @@ def check_entries(
         ):
             newly_blocked.setdefault(entry.request_id, []).append(entry)
     db.session.flush()  # the entries blocked, or cleared by an override, whose verdict changed
-    _stamp_checked(entries, plainly_cleared)
+    now, cleared = utcnow(), set(plainly_cleared)
+    checked = {entry.id: Stamp(now, entry.id in cleared) for entry in entries}
+    for entry in entries:
+        set_committed_value(entry, "health_checked_at", now)
+    if stamps is None:
+        write_stamps(checked)
+    else:
+        stamps.update(checked)
     for blocked in newly_blocked.values():
         _tell_employer([(entry, entry.block_reason or "") for entry in blocked])
     return counts
 
 
-def _stamp_checked(entries: list[RosterEntry], plainly_cleared: list[int]) -> None:
+def write_stamps(stamps: dict[int, Stamp]) -> None:
     """When each entry was last checked, and the verdict of those plainly cleared, in one
-    UPDATE per 5,000 (an UPDATE per entry for the time alone was the costliest statement of a
-    campaign's allocation)."""
-    now = utcnow()
-    cleared = set(plainly_cleared)
-    others = [entry.id for entry in entries if entry.id not in cleared]
-    for ids, values in ((plainly_cleared, _PLAIN_CLEARED), (others, {})):
+    UPDATE per 5,000 of the same stamp (an UPDATE per entry for the time alone was the
+    costliest statement of a campaign's allocation)."""
+    alike: dict[Stamp, list[int]] = defaultdict(list)
+    for entry_id, stamp in stamps.items():
+        alike[stamp].append(entry_id)
+    for stamp, ids in alike.items():
+        values = PLAIN_CLEARED if stamp.plainly_cleared else {}
         for start in range(0, len(ids), 5000):
             db.session.execute(
                 update(RosterEntry)
                 .where(RosterEntry.id.in_(ids[start : start + 5000]))
-                .values(health_checked_at=now, **values)
+                .values(health_checked_at=stamp.at, **values)
                 .execution_options(synchronize_session=False)
             )
-    for entry in entries:
-        set_committed_value(entry, "health_checked_at", now)
 
 
 def _tell_employer(blocked: list[tuple[RosterEntry, str]]) -> None:
