@@ -27,7 +27,7 @@ from app.core.clock import local_today
 from app.core.models import AuditEntry
 from app.demand.models import EntryStatus, RosterEntry, TransportRequest
 from app.extensions import db
-from app.reports import charts, services
+from app.reports import charts, services, views
 from app.reports.forms import MESSAGES
 from app.trips import allocation
 from app.trips import services as trips
@@ -405,6 +405,36 @@ def test_costs_recorded_and_shared_per_employer(app, people, client_as, campaign
     assert "¥1,824.39" not in mine
     assert "¥3,800.00" not in mine
     assert "乙制造有限公司" not in mine
+
+
+def test_the_page_shows_the_costliest_rows_and_the_download_has_them_all(
+    app, client_as, campaign, monkeypatch
+):
+    """A province's cost tables have a row per employer (1,000) and per origin (300): the page
+    shows the first rows, highest total first, says how many there are, and the download holds
+    every one; the total row still adds up all of them."""
+    coordinator = client_as("coordinator")
+    for trip_id, hire in ((campaign["first"], "3,000"), (campaign["second"], "800")):
+        saved = submit(coordinator, f"/trips/{trip_id}/costs", {"hire": hire, "meals": "0"})
+        assert saved.status_code == 302
+    monkeypatch.setattr(views, "COST_ROWS_SHOWN", 1)
+    html = coordinator.get("/reports").get_data(as_text=True)
+    employers = html[html.index(text(app, "Per employer")) : html.index(text(app, "Per origin"))]
+    assert "甲建筑有限公司" in employers  # ¥1,975.61 of trip 1's hire
+    assert "乙制造有限公司" not in employers  # ¥1,824.39: its share of trip 1, and trip 2
+    assert "¥3,800.00" in employers  # the total row: both
+    assert (
+        text(
+            app,
+            "The %(shown)s rows with the highest totals, of %(count)s: the download below holds "
+            "them all.",
+            shown=1,
+            count=2,
+        )
+        in employers
+    )
+    everyone = coordinator.get("/reports/export.csv?table=costs-employer")  # the same range
+    assert "乙制造有限公司" in everyone.get_data(as_text=True)
 
 
 # --- exports -------------------------------------------------------------------------------
