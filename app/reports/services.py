@@ -537,7 +537,9 @@ def share_costs(
             (origins, piece.origin, piece.origin),
             (modes, costs.mode, costs.mode),
         ):
-            row = rows.setdefault(row_key, CostRow(row_key, name))
+            row = rows.get(row_key)
+            if row is None:  # not setdefault: it would build a row for every slice
+                row = rows[row_key] = CostRow(row_key, name)
             row.add(costs, piece.workers, piece.workers, of)
         total.add(costs, piece.workers, piece.workers, of)
     if organization_id is None:
