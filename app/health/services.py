@@ -546,22 +546,22 @@ def check_entries(
     departure_of = departure_of or (lambda entry: request_departure(entry.request))
     counts = {"cleared": 0, "blocked": 0}
     newly_blocked: dict[int, list[RosterEntry]] = {}
-    plainly_cleared: list[int] = []
+    plainly_cleared: set[int] = set()
     for entry in entries:
         previous = entry.status
         verdict = checker.verdict(
             entry.worker, certificates.get(entry.worker_id), departure_of(entry)
         )
         if apply_verdict(entry, verdict):
-            plainly_cleared.append(entry.id)
+            plainly_cleared.add(entry.id)
         counts["cleared" if entry.status == EntryStatus.CLEARED else "blocked"] += 1
         if entry.status == EntryStatus.BLOCKED and (
             tell_all_blocked or previous != EntryStatus.BLOCKED
         ):
             newly_blocked.setdefault(entry.request_id, []).append(entry)
     db.session.flush()  # the entries blocked, or cleared by an override, whose verdict changed
-    now, cleared = utcnow(), set(plainly_cleared)
-    checked = {entry.id: Stamp(now, entry.id in cleared) for entry in entries}
+    now = utcnow()
+    checked = {entry.id: Stamp(now, entry.id in plainly_cleared) for entry in entries}
     for entry in entries:
         set_committed_value(entry, "health_checked_at", now)
     if stamps is None:
