@@ -743,10 +743,12 @@ PARTS = (
     ((demand,), "_check_ages", "_check_ages"),
     ((demand,), "active_entries", "active_entries"),
     ((health,), "check_entries", "health.check_entries (rest)"),
-    ((health.Checker,), "verdict", "Checker.verdict (decrypt, verify, judge)"),
+    ((health.Checker,), "verdict", "Checker.verdict (rest: a pass read again)"),
+    ((health.Checker,), "judge", "Checker.judge (the kept claims)"),
     ((health.Checker,), "know_holders", "Checker.know_holders"),
     ((health,), "_issuer_facts", "health._issuer_facts (trust list)"),
-    ((health,), "current_certificates", "health.current_certificates"),
+    ((health,), "check_entries_by_id", "health.check_entries_by_id (rest)"),
+    ((health,), "current_claims", "health.current_claims"),
     ((health,), "write_stamps", "health.write_stamps (check times)"),
     ((health,), "_tell_employer", "health._tell_employer"),
     ((trips,), "make_plan", "make_plan"),
@@ -755,7 +757,6 @@ PARTS = (
     ((trips,), "_lock_requests", "_lock_requests"),
     ((trips,), "_assignments_of", "assignments (seats, entries, workers)"),
     ((trips,), "_waiting_in_order", "_waiting_in_order"),
-    ((trips,), "_entries_in_order", "_entries_in_order"),
     ((allocation,), "allocate", "allocation.allocate (pure)"),
     ((trips,), "_give", "_give (rest)"),
     ((trips,), "_mark_entries", "_mark_entries"),
@@ -2172,16 +2173,21 @@ def report(
     )
     if not ok:
         misses.append("memory")
-    if meter.profiler:
-        print(f"\ncProfile of the {meter.profile} stage, top {top}:")
-        stats = pstats.Stats(meter.profiler, stream=sys.stdout).strip_dirs()
-        stats.sort_stats("cumulative").print_stats(top)
-        stats.sort_stats("tottime").print_stats(top)
-        if callees:
-            stats.sort_stats("cumulative").print_callees(callees)
-        if dump:
-            meter.profiler.dump_stats(dump)
+    print_profile(meter, top, callees, dump)
     return misses
+
+
+def print_profile(meter: Meter, top: int, callees: str | None, dump: str | None) -> None:
+    if not meter.profiler:
+        return
+    print(f"\ncProfile of the {meter.profile} stage, top {top}:")
+    stats = pstats.Stats(meter.profiler, stream=sys.stdout).strip_dirs()
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+    if callees:
+        stats.sort_stats("cumulative").print_callees(callees)
+    if dump:
+        meter.profiler.dump_stats(dump)
 
 
 def _mean(values: list[float]) -> float:
@@ -2250,6 +2256,7 @@ def run_campaign(args: argparse.Namespace) -> int:
                 break
         if args.stop_after in steps:
             print(f"stopped after {args.stop_after}")
+            print_profile(meter, args.profile_top, args.profile_callees, args.profile_dump)
             if args.keep_database:
                 analyzer.stop()  # its connection would keep the database from being copied
                 _dispose(app)

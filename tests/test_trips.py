@@ -876,8 +876,8 @@ def test_seating_writes_each_workers_health_check_with_their_seat(database, requ
         db.session.commit()
         before, statements = utcnow(), []
 
-        def count(_conn, _cursor, statement, *_args) -> None:
-            statements.append(statement)
+        def count(_conn, _cursor, statement, parameters, *_args) -> None:
+            statements.append((statement, parameters))
 
         event.listen(db.engine, "before_cursor_execute", count)
         try:
@@ -886,7 +886,15 @@ def test_seating_writes_each_workers_health_check_with_their_seat(database, requ
             event.remove(db.engine, "before_cursor_execute", count)
         db.session.commit()
         # The seated workers' rows written once (seat and check), the blocked one's check apart.
-        assert len([s for s in statements if s.startswith("UPDATE roster_entries")]) == 2
+        assert len([s for s, _ in statements if s.startswith("UPDATE roster_entries")]) == 2
+        # Whole entries read only for the two not plainly cleared again (for their verdict's
+        # audit); the three others judged from rows.
+        whole = [
+            parameters
+            for s, parameters in statements
+            if s.startswith("SELECT roster_entries.id") and "roster_entries.block_reason" in s
+        ]
+        assert [len(parameters) for parameters in whole] == [2]
         db.session.expire_all()
         assert (outcome.seated, outcome.blocked) == (4, 1)
         after = {

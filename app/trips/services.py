@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from app.accounts.models import User
 from app.accounts.services import organization_users, region_coordinators
@@ -529,27 +530,14 @@ def _waiting_entries(
 
 def _waiting_in_order(
     trip: Trip, request_id: int, statuses: Sequence[str] = (EntryStatus.CLEARED.value,)
-) -> list[int]:
-    """The ids of ``_waiting_entries`` in seating order, from three columns a worker: whole
+) -> list[allocation.Passenger]:
+    """``_waiting_entries`` as passengers in seating order, from three columns a worker: whole
     rows of a big request's waiting workers were a campaign's costliest read."""
     query = select(RosterEntry.id, RosterEntry.request_id, Worker.group_tag).join(
         RosterEntry.worker
     )
     rows = db.session.execute(_waiting(query, trip, request_id, statuses))
-    return [p.id for p in allocation.seating_order([_passenger_of(*row) for row in rows])]
-
-
-def _entries_in_order(ids: list[int]) -> list[RosterEntry]:
-    """These roster entries with their workers, in this order."""
-    if not ids:
-        return []
-    found = db.session.scalars(
-        select(RosterEntry)
-        .options(joinedload(RosterEntry.worker, innerjoin=True))
-        .where(RosterEntry.id.in_(ids))
-    )
-    by_id = {entry.id: entry for entry in found}
-    return [by_id[entry_id] for entry_id in ids]
+    return allocation.seating_order([_passenger_of(*row) for row in rows])
 
 
 @dataclass
@@ -587,7 +575,9 @@ class _Chooser:
     def __init__(self) -> None:
         self.queues: dict[tuple, list[int]] = {}
         self.taken: set[int] = set()  # chosen in this call
-        self.entries: dict[int, RosterEntry] = {}
+        self.passengers: dict[int, allocation.Passenger] = {}  # entry id -> passenger
+        self.request_of: dict[int, int] = {}  # entry id -> request id
+        self.statuses: dict[int, str] = {}  # entry id -> status after this call's check
         self.checked: set[int] = set()  # verdict known for the current check key
         self.counted: set[int] = set()  # refusals already reported for it
         self.cursors: dict[tuple, int] = defaultdict(int)
@@ -597,8 +587,15 @@ class _Chooser:
     def queue(self, load: _Load) -> list[int]:
         key = load.queue_key
         if key not in self.queues:
-            self.queues[key] = _waiting_in_order(load.trip, load.request_id, health.CHECKABLE)
+            waiting = _waiting_in_order(load.trip, load.request_id, health.CHECKABLE)
+            self.queues[key] = [passenger.id for passenger in waiting]
+            self.know(waiting, load.request_id)
         return self.queues[key]
+
+    def know(self, passengers: Iterable[allocation.Passenger], request_id: int) -> None:
+        for passenger in passengers:
+            self.passengers[passenger.id] = passenger
+            self.request_of[passenger.id] = request_id
 
     def start(self, loads: list[_Load]) -> None:
         """A new check key: check what its loads want from each queue, all at once."""
@@ -627,7 +624,7 @@ class _Chooser:
                 need = load.room - len(load.chosen)
                 self._check(self._unchecked(ids, position, need), load.trip)
             if entry_id not in self.taken:
-                status = self.entries[entry_id].status
+                status = self.statuses.get(entry_id)
                 if load.trip.connects_from_id is not None or status == EntryStatus.CLEARED:
                     load.chosen.append(entry_id)
                     self.taken.add(entry_id)
@@ -654,18 +651,15 @@ class _Chooser:
         return found
 
     def _check(self, ids: list[int], trip: Trip) -> None:
-        batch = _entries_in_order(ids)
-        self.entries.update((entry.id, entry) for entry in batch)
         self.checked.update(ids)
-        if trip.connects_from_id is None:  # a connecting leg's workers boarded cleared
+        if trip.connects_from_id is None and ids:  # a connecting leg's boarded cleared
             freshness = trip.health_freshness_hours
             if freshness not in self.checkers:
                 self.checkers[freshness] = health.Checker(freshness)
-            health.check_entries(
-                batch,
-                departure_of=lambda _entry: trip.departs_at,
-                checker=self.checkers[freshness],
-                stamps=self.stamps,
+            self.statuses.update(
+                health.check_entries_by_id(
+                    ids, trip.departs_at, self.checkers[freshness], self.stamps
+                )
             )
 
 
@@ -706,7 +700,7 @@ def allocate_trips(trip_ids: Iterable[int], actor: User | None) -> dict[int, All
     seated_before = [trip.id for trip in trips if trip.seats_version]
     for seat in _assignments_of(seated_before, with_workers=True) if seated_before else ():
         taken[seat.trip_id].append(seat)
-        chooser.entries[seat.roster_entry_id] = seat.entry
+        chooser.know([_passenger(seat.entry)], seat.entry.request_id)
     loads: dict[int, list[_Load]] = defaultdict(list)
     by_id = {trip.id: trip for trip in trips}
     for trip_id, request_id, count in planned:
@@ -724,7 +718,7 @@ def allocate_trips(trip_ids: Iterable[int], actor: User | None) -> dict[int, All
             outcome, seats = _seat_trip(trip, taken[trip.id], loads[trip.id], chooser)
             outcomes[trip.id] = outcome
             given.append((trip, seats))
-    _give(given, chooser.entries, actor, manual=False, stamps=chooser.stamps)
+    _give(given, chooser.request_of, actor, manual=False, stamps=chooser.stamps)
     health.write_stamps(chooser.stamps)  # the checks of workers who got no seat
     audited = []  # after the seats: what the audit says was given, was
     for trip in trips:
@@ -743,16 +737,15 @@ def _seat_trip(
     chooser: _Chooser,
 ) -> tuple[AllocationOutcome, dict[int, str]]:
     """The pure allocator on one trip; workers it could not place may go on a later trip."""
-    entries = chooser.entries
     existing = {seat.roster_entry_id: seat.seat_label for seat in taken}
-    passengers = [_passenger(entries[entry_id]) for load in loads for entry_id in load.chosen]
+    passengers = [chooser.passengers[entry_id] for load in loads for entry_id in load.chosen]
     result = allocation.allocate(
         trip.vehicle.seat_map,
         trip.policy,
         trip.all_blocked_seats,
         existing,
         passengers,
-        existing_groups={pid: _passenger(entries[pid]).group for pid in existing},
+        existing_groups={pid: chooser.passengers[pid].group for pid in existing},
     )
     chooser.release(result.unplaced)
     unplaced: dict[str, int] = defaultdict(int)
@@ -769,14 +762,14 @@ def _seat_trip(
 
 def _give(
     given: list[tuple[Trip, dict[int, str]]],
-    entries: dict[int, RosterEntry],
+    request_of: dict[int, int],
     actor: User | None,
     manual: bool,
     stamps: dict[int, health.Stamp] | None = None,
 ) -> None:
-    """Write seats (trip -> entry id -> seat) in bulk, mark their workers seated (with the
-    health checks in ``stamps`` of those seated: see ``_seat_entries``), and tell them on
-    trips already locked."""
+    """Write seats (trip -> entry id -> seat; ``request_of``: entry id -> request id) in
+    bulk, mark their workers seated (with the health checks in ``stamps`` of those seated:
+    see ``_seat_entries``), and tell them on trips already locked."""
     given = [(trip, seats) for trip, seats in given if seats]
     if not given:
         return
@@ -796,14 +789,13 @@ def _give(
             for entry_id, label in seats.items()
         ],
     )
-    seated = [entries[entry_id] for _, seats in given for entry_id in seats]
-    _seat_entries(seated, stamps or {})
+    _seat_entries([entry_id for _, seats in given for entry_id in seats], stamps or {})
     for trip, _ in given:
         trip.seats_version += 1
         if trip.status == TripStatus.PLANNED:
             trip.status = TripStatus.OPEN.value
     db.session.flush()
-    _update_requests({entries[entry_id].request_id for _, seats in given for entry_id in seats})
+    _update_requests({request_of[entry_id] for _, seats in given for entry_id in seats})
     for trip, seats in given:
         if trip.status == TripStatus.LOCKED:
             told = [
@@ -871,7 +863,7 @@ def move_seat(trip_id: int, entry_id: int, to_seat: str, seen_version: int, acto
     if refusal:
         raise DomainError(f"seat.{refusal}")
     if current is None:
-        _give([(trip, {entry_id: to_seat})], {entry_id: entry}, actor, manual=True)
+        _give([(trip, {entry_id: to_seat})], {entry_id: entry.request_id}, actor, manual=True)
     elif current.seat_label != to_seat:
         previous = current.seat_label
         current.seat_label, current.manual, current.assigned_by_id = to_seat, True, actor.id
@@ -1324,7 +1316,7 @@ def _seated_values(code, checked_at, plainly_cleared) -> dict:
     }
 
 
-def _seat_entries(entries: list[RosterEntry], stamps: dict[int, health.Stamp]) -> None:
+def _seat_entries(entry_ids: list[int], stamps: dict[int, health.Stamp]) -> None:
     """Mark these workers seated, each with a booking code (kept across legs): a worker
     already through an earlier leg's door stays "boarded". The health check this allocation
     made of each (left in ``stamps`` by ``health.check_entries``; taken from there) is written
@@ -1332,8 +1324,8 @@ def _seat_entries(entries: list[RosterEntry], stamps: dict[int, health.Stamp]) -
     apart cost 11 and 10 process-seconds. On PostgreSQL one UPDATE of four arrays (an
     executemany was 110 µs a worker), elsewhere an executemany."""
     table = RosterEntry.__table__
-    codes = [new_booking_code() for _ in entries]
-    checks = [stamps.pop(entry.id, None) for entry in entries]
+    codes = [new_booking_code() for _ in entry_ids]
+    checks = [stamps.pop(entry_id, None) for entry_id in entry_ids]
     if db.session.get_bind().dialect.name == "postgresql":
         given = (
             func.unnest(
@@ -1355,7 +1347,7 @@ def _seat_entries(entries: list[RosterEntry], stamps: dict[int, health.Stamp]) -
             .where(table.c.id == given.c.id)
             .values(_seated_values(given.c.code, given.c.checked_at, given.c.plainly_cleared)),
             {
-                "ids": [entry.id for entry in entries],
+                "ids": entry_ids,
                 "codes": codes,
                 "checked": [check.at if check else None for check in checks],
                 "plain": [bool(check and check.plainly_cleared) for check in checks],
@@ -1373,16 +1365,18 @@ def _seat_entries(entries: list[RosterEntry], stamps: dict[int, health.Stamp]) -
             ),
             [
                 {
-                    "entry_id": entry.id,
+                    "entry_id": entry_id,
                     "code": code,
                     "checked_at": check.at if check else None,
                     "plainly_cleared": bool(check and check.plainly_cleared),
                 }
-                for entry, code, check in zip(entries, codes, checks, strict=True)
+                for entry_id, code, check in zip(entry_ids, codes, checks, strict=True)
             ],
         )
-    for entry in entries:  # the session reads the new values back when next used
-        db.session.expire(entry, ["status", "booking_code"])
+    for entry_id in entry_ids:  # the session reads the new values back when next used
+        entry = db.session.identity_map.get(identity_key(RosterEntry, entry_id))
+        if entry is not None:
+            db.session.expire(entry, ["status", "booking_code"])
 
 
 def find_booking(code_text: str | None, last4: str | None) -> RosterEntry | None:
