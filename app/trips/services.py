@@ -652,7 +652,8 @@ class _Chooser:
 
     def _check(self, ids: list[int], trip: Trip) -> None:
         self.checked.update(ids)
-        if trip.connects_from_id is None and ids:  # a connecting leg's boarded cleared
+        # A connecting leg checks no one: its workers boarded the feeding trip cleared.
+        if trip.connects_from_id is None and ids:
             freshness = trip.health_freshness_hours
             if freshness not in self.checkers:
                 self.checkers[freshness] = health.Checker(freshness)
