@@ -1,5 +1,6 @@
-"""The worker's trip page in a real browser on a small phone screen (360 x 740): Debian's
-Chromium driven by Playwright against the app served on a free local port.
+"""The worker's trip page, and a coordinator's pages, in a real browser on a small phone
+screen (360 x 740): Debian's Chromium driven by Playwright against the app served on a free
+local port.
 
 Chromium is required, not optional: when /usr/bin/chromium is missing the test fails and says
 how to install it (Playwright's own browser download does not work on these machines)."""
@@ -18,7 +19,7 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
-from tests.conftest import ROOT
+from tests.conftest import PASSWORD, ROOT, People
 from tests.test_public import build_scene
 
 CHROMIUM = "/usr/bin/chromium"
@@ -159,5 +160,45 @@ def test_worker_finds_the_trip_with_code_and_digits_on_a_360px_phone(
             page.wait_for_url(f"{live_server}/my-trip/*")
             assert page.locator(".my-seat").inner_text().strip() == worker.seat
             assert "?" not in page.url  # nothing typed ever goes into an address
+        finally:
+            browser.close()
+
+
+def test_a_coordinators_pages_fit_a_360px_phone(
+    app, people, issuer_key, live_server, chromium_path
+):
+    """A coordinator on a phone scrolls no page sideways: the message preview's links, as long
+    as the line and unbroken, widened it to 521 px."""
+    scene = build_scene(app, people, issuer_key)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": WIDTH, "height": HEIGHT}, is_mobile=True, has_touch=True
+            )
+            page = context.new_page()
+            page.goto(f"{live_server}/login")
+            page.fill("#email", People.EMAILS["coordinator"])
+            page.fill("#password", PASSWORD)
+            page.locator("main form button[type=submit]").click()
+            page.wait_for_url(lambda url: "/login" not in url)
+            wide = {}
+            for path in (
+                "/queue",
+                f"/requests/{scene.request_id}",
+                "/trips",
+                f"/trips/{scene.trip_id}",
+                "/inbox",
+                "/outbox",
+                "/outbox/preview",
+                "/reports",
+            ):
+                answer = page.goto(f"{live_server}{path}")
+                assert answer is not None
+                assert answer.status == 200, path
+                width = page.evaluate("document.documentElement.scrollWidth")
+                if width > WIDTH:
+                    wide[path] = width
+            assert not wide, wide
         finally:
             browser.close()
