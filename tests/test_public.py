@@ -36,6 +36,7 @@ from tests import scenario
 from tests.conftest import CSRF_FIELD, People, csrf_token, submit
 
 DAY = local_today("Asia/Shanghai") + timedelta(days=2)
+WEEKDAYS = ["星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日"]
 WORKERS = 6
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -565,3 +566,11 @@ def test_a_withdrawal_leaves_a_fully_seated_request_scheduled(app, people, issue
     submit(client, f"/my-trip/{token}/withdraw", form_url=f"/my-trip/{token}")
     with app.app_context():
         assert db.session.get(TransportRequest, request_id).status == RequestStatus.SCHEDULED
+
+
+def test_the_trip_page_says_the_day_and_the_time_to_the_minute(client, scene):
+    """When to be there, as a worker reads it: the date with its weekday and the time to the
+    minute (it said 星期日 中国标准时间 07:30:00: seconds, and a zone every worker shares)."""
+    page = client.get(f"/my-trip/{scene.seated[0].token}").get_data(as_text=True)
+    shown = re.search(r'class="big trip-time"><strong>([^<]*)</strong>', page).group(1)
+    assert shown == f"{DAY.year}年{DAY.month}月{DAY.day}日{WEEKDAYS[DAY.weekday()]} 07:30"
