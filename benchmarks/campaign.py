@@ -748,6 +748,7 @@ PARTS = (
     ((health.Checker,), "know_holders", "Checker.know_holders"),
     ((health,), "_issuer_facts", "health._issuer_facts (trust list)"),
     ((health,), "check_entries_by_id", "health.check_entries_by_id (rest)"),
+    ((health,), "plainly_cleared", "health.plainly_cleared (rest)"),
     ((health,), "current_claims", "health.current_claims"),
     ((health,), "write_stamps", "health.write_stamps (check times)"),
     ((health,), "_tell_employer", "health._tell_employer"),

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import segno
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 
 from app.core.clock import local_today, utcnow
 from app.core.models import AuditEntry
@@ -238,6 +238,37 @@ def test_a_pass_that_does_not_clear_says_why(app, client_as, issuer_key):
     }
     page = employer.get(f"/requests/{request_id}").get_data(as_text=True)
     assert "身份证号" in page  # the reasons, in words
+
+
+def test_a_worker_cleared_when_put_on_a_request_is_written_once(app, client_as, issuer_key):
+    """A worker whose pass clears them is written cleared by the INSERT that puts them on the
+    request (a province's requests inserted each entry, then updated it with its verdict);
+    one it does not clear is checked as before: blocked, and when."""
+    employer = client_as("employer")
+    before = utcnow()
+    add_worker_with(employer, a_pass(app, issuer_key))
+    yellow = a_pass(app, issuer_key, id_number=LI, name="李四", status="yellow")
+    add_worker_with(employer, yellow, name="李四", id_number=LI, phone="13800138001")
+    request_id = request_tomorrow(employer)
+    statements = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        add_everyone(employer, request_id)
+    finally:
+        with app.app_context():
+            event.remove(db.engine, "before_cursor_execute", count)
+    updates = [s for s in statements if s.startswith("UPDATE roster_entries")]
+    assert len(updates) == 2, updates  # the yellow one's verdict, and its check time
+    cleared, blocked = entry_of(app, request_id), entry_of(app, request_id, "李四")
+    assert (cleared.status, blocked.status) == ("cleared", "blocked")
+    assert blocked.block_reason == "status_not_green"
+    assert before <= cleared.health_checked_at <= utcnow()
+    assert before <= blocked.health_checked_at <= utcnow()
 
 
 def test_the_same_pass_on_two_people_blocks_the_second(app, client_as, issuer_key):

@@ -640,6 +640,21 @@ def check_entries(
     return counts
 
 
+def plainly_cleared(workers: Iterable[Worker], departure: datetime, checker: Checker) -> set[int]:
+    """The ids of these workers whose newest certificate clears them for this departure with no
+    reason given: their new roster entries are written cleared (``demand._new_entries``), the
+    others' checked as entries by ``check_entries``."""
+    workers = list(workers)
+    claims = current_claims(worker.id for worker in workers)
+    checker.know_holders(claims.values())
+    cleared = set()
+    for worker in workers:
+        verdict = checker.judge(worker, claims.get(worker.id), departure)
+        if verdict is not None and not verdict.reasons:
+            cleared.add(worker.id)
+    return cleared
+
+
 def check_entries_by_id(
     entry_ids: list[int], departure: datetime, checker: Checker, stamps: dict[int, Stamp]
 ) -> dict[int, str]:
