@@ -240,14 +240,23 @@ def test_a_pass_that_does_not_clear_says_why(app, client_as, issuer_key):
     assert "身份证号" in page  # the reasons, in words
 
 
-def test_a_worker_cleared_when_put_on_a_request_is_written_once(app, client_as, issuer_key):
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_a_worker_cleared_when_put_on_a_request_is_written_once(database, request, tmp_path):
     """A worker whose pass clears them is written cleared by the INSERT that puts them on the
     request (a province's requests inserted each entry, then updated it with its verdict);
     one it does not clear is checked as before: blocked, and when."""
-    employer = client_as("employer")
+    app = request.getfixturevalue("app" if database == "sqlite" else "pg_app")
+    request.getfixturevalue("people" if database == "sqlite" else "pg_people")
+    with app.app_context():
+        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
+        db.session.commit()
+    employer = app.test_client()
+    assert sign_in(employer, People.EMAILS["employer"]).status_code == 302
     before = utcnow()
-    add_worker_with(employer, a_pass(app, issuer_key))
-    yellow = a_pass(app, issuer_key, id_number=LI, name="李四", status="yellow")
+    add_worker_with(employer, a_pass(app, key))
+    yellow = a_pass(app, key, id_number=LI, name="李四", status="yellow")
     add_worker_with(employer, yellow, name="李四", id_number=LI, phone="13800138001")
     request_id = request_tomorrow(employer)
     statements = []
@@ -262,6 +271,9 @@ def test_a_worker_cleared_when_put_on_a_request_is_written_once(app, client_as, 
     finally:
         with app.app_context():
             event.remove(db.engine, "before_cursor_execute", count)
+    # The cleared and the pending entry in one INSERT (SQLite hands back ids row by row).
+    inserts = [s for s in statements if s.startswith("INSERT INTO roster_entries")]
+    assert len(inserts) == (1 if database == "postgresql" else 2), inserts
     updates = [s for s in statements if s.startswith("UPDATE roster_entries")]
     assert len(updates) == 2, updates  # the yellow one's verdict, and its check time
     cleared, blocked = entry_of(app, request_id), entry_of(app, request_id, "李四")

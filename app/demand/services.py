@@ -471,7 +471,11 @@ def _new_entries(
         db.session.flush()
     now = utcnow()
     entries = db.session.scalars(
-        insert(RosterEntry).returning(RosterEntry, sort_by_parameter_order=True),
+        # NULLs rendered: else the ORM batches rows by the columns they leave out, and the
+        # checked and unchecked ones, interleaved, split the INSERT into many.
+        insert(RosterEntry)
+        .returning(RosterEntry, sort_by_parameter_order=True)
+        .execution_options(render_nulls=True),
         [
             {
                 "request_id": request.id,
