@@ -1,4 +1,4 @@
-"""The worker's trip page, and a coordinator's pages, in a real browser on a small phone
+"""The worker's trip page, and the staff's pages, in a real browser on a small phone
 screen (360 x 740): Debian's Chromium driven by Playwright against the app served on a free
 local port.
 
@@ -164,11 +164,39 @@ def test_worker_finds_the_trip_with_code_and_digits_on_a_360px_phone(
             browser.close()
 
 
-def test_a_coordinators_pages_fit_a_360px_phone(
-    app, people, issuer_key, live_server, chromium_path
-):
-    """A coordinator on a phone scrolls no page sideways, in either language: the message
-    preview's links (as long as the line, unbroken) widened it to 521 px, and in English the
+# Each role's pages (``{request}`` and ``{trip}``: the scene's), visited on a phone.
+PAGES = {
+    "coordinator": (
+        "/queue",
+        "/requests/{request}",
+        "/trips",
+        "/trips/{trip}",
+        "/trips/{trip}/seats",
+        "/trips/plan",
+        "/inbox",
+        "/outbox",
+        "/outbox/preview",
+        "/reports",
+    ),
+    "employer": (
+        "/requests",
+        "/requests/{request}",
+        "/requests/{request}/workers",
+        "/requests/new",
+        "/roster",
+        "/roster/new",
+        "/roster/import",
+        "/inbox",
+        "/reports",
+    ),
+    "admin": ("/organizations", "/users", "/admin/issuers", "/admin/system", "/reports"),
+}
+
+
+@pytest.mark.parametrize("role", sorted(PAGES))
+def test_staff_pages_fit_a_360px_phone(app, people, issuer_key, live_server, chromium_path, role):
+    """Staff on a phone scroll no page sideways, in either language: the message preview's
+    links (as long as the line, unbroken) widened it to 521 px, and in English the
     dashboard's funnel bars and its trips and messages tables to 498 px."""
     scene = build_scene(app, people, issuer_key)
     with sync_playwright() as playwright:
@@ -179,23 +207,15 @@ def test_a_coordinators_pages_fit_a_360px_phone(
             )
             page = context.new_page()
             page.goto(f"{live_server}/login")
-            page.fill("#email", People.EMAILS["coordinator"])
+            page.fill("#email", People.EMAILS[role])
             page.fill("#password", PASSWORD)
             page.locator("main form button[type=submit]").click()
             page.wait_for_url(lambda url: "/login" not in url)
             wide = {}
             for language in ("zh_CN", "en"):
                 page.goto(f"{live_server}/language/{language}")
-                for path in (
-                    "/queue",
-                    f"/requests/{scene.request_id}",
-                    "/trips",
-                    f"/trips/{scene.trip_id}",
-                    "/inbox",
-                    "/outbox",
-                    "/outbox/preview",
-                    "/reports",
-                ):
+                for pattern in PAGES[role]:
+                    path = pattern.format(request=scene.request_id, trip=scene.trip_id)
                     answer = page.goto(f"{live_server}{path}")
                     assert answer is not None
                     assert answer.status == 200, path
