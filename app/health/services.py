@@ -642,8 +642,9 @@ def check_entries(
 
 def plainly_cleared(workers: Iterable[Worker], departure: datetime, checker: Checker) -> set[int]:
     """The ids of these workers whose newest certificate clears them for this departure with no
-    reason given: their new roster entries are written cleared (``demand._new_entries``), the
-    others' checked as entries by ``check_entries``."""
+    reason given: their new roster entries are written cleared (``demand._new_entries``), their
+    waiting entries stay cleared (``check_entries_by_id``). ``workers``: objects, or rows with
+    the worker's ``id``, ``id_number_hash`` and ``name``."""
     workers = list(workers)
     claims = current_claims(worker.id for worker in workers)
     checker.know_holders(claims.values())
@@ -675,15 +676,13 @@ def check_entries_by_id(
             ),
         )
     )
-    statuses = {row.id: row.status for row in rows}
+    statuses = {row.entry_id: row.status for row in rows}
     waiting = [row for row in rows if row.status in CHECKABLE]
-    claims = current_claims(row.worker_id for row in waiting)
-    checker.know_holders(claims.values())
+    cleared = plainly_cleared(waiting, departure, checker)  # a row stands for its worker
     plain, others = [], []
     for row in waiting:
-        verdict = checker.judge(row, claims.get(row.worker_id), departure)
-        again = row.status == EntryStatus.CLEARED and verdict is not None and not verdict.reasons
-        (plain if again else others).append(row.id)
+        again = row.status == EntryStatus.CLEARED and row.id in cleared
+        (plain if again else others).append(row.entry_id)
     write_stamps({i: stamps.pop(i) for i in plain if i in stamps})  # as check_entries does
     now = utcnow()
     stamps.update((entry_id, Stamp(now, True)) for entry_id in plain)
@@ -698,17 +697,19 @@ def check_entries_by_id(
     return statuses
 
 
-# What ``check_entries_by_id`` reads of an entry and its worker.
+# What ``check_entries_by_id`` reads of an entry and its worker: the worker's columns under
+# their own names, so that the row is judged as the worker (``plainly_cleared``).
 _ENTRY_HOLDER = (
-    RosterEntry.id,
+    RosterEntry.id.label("entry_id"),
     RosterEntry.status,
-    RosterEntry.worker_id,
+    Worker.id,
     Worker.id_number_hash,
     Worker.name,
 )
 # Entry by entry, as ``_HOLDERS_PG``.
 _ENTRY_HOLDERS_PG = text(
-    "SELECT entry.id, entry.status, entry.worker_id, holder.id_number_hash, holder.name"
+    "SELECT entry.id AS entry_id, entry.status, entry.worker_id AS id, holder.id_number_hash,"
+    " holder.name"
     " FROM unnest(CAST(:given AS integer[])) AS given (id)"
     " CROSS JOIN LATERAL (SELECT e.id, e.status, e.worker_id FROM roster_entries AS e"
     "   WHERE e.id = given.id OFFSET 0) AS entry"
