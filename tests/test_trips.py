@@ -12,11 +12,13 @@ import pytest
 from flask_babel import gettext, ngettext
 from sqlalchemy import event, func, select, text, update
 
+from app.accounts.models import User
 from app.core.clock import local_today, utcnow
 from app.core.models import AuditEntry
 from app.demand import services as demand
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
 from app.extensions import db
+from app.fleet.models import Vehicle
 from app.health import services as health
 from app.health.cli import issue_demo_pass
 from app.notify.models import Channel, Notification
@@ -216,6 +218,36 @@ def test_plan_apply_allocate_move_lock_manifest(app, client_as, three_employers)
         assert db.session.scalar(
             select(AuditEntry).where(AuditEntry.action == "trip.locked")
         ).details == {"seated": 43}
+
+
+def test_staff_see_a_trips_times_to_the_minute(app, client_as, people, three_employers):
+    """The trip page and the printed manifest say when the coach leaves as a driver reads it:
+    the date and the clock time (they said 06:00:00, and 6:00:00 AM in English)."""
+    with app.app_context():
+        vehicle = db.session.get(Vehicle, three_employers["big"])
+        actor = db.session.get(User, people.coordinator_id)
+        trip = trips.create_trip(vehicle, scenario.yunyang_to_jinan(DAY), actor, {})
+        db.session.commit()
+        trip_id = trip.id
+    coordinator = client_as("coordinator")
+    arrival = DAY + timedelta(days=1)
+    expected = {
+        "zh_CN": (
+            f"{DAY.year}年{DAY.month}月{DAY.day}日 06:00",
+            f"{arrival.year}年{arrival.month}月{arrival.day}日 00:00",
+        ),
+        "en": (
+            f"{DAY:%b} {DAY.day}, {DAY.year} 6:00\u202fAM",
+            f"{arrival:%b} {arrival.day}, {arrival.year} 12:00\u202fAM",
+        ),
+    }
+    for language, (departs, arrives) in expected.items():
+        coordinator.get(f"/language/{language}")
+        for page in (f"/trips/{trip_id}", f"/trips/{trip_id}/manifest"):
+            html = coordinator.get(page).get_data(as_text=True)
+            assert f"<dd>{departs}</dd>" in html, (language, page)
+            assert f"<dd>{arrives}</dd>" in html, (language, page)
+            assert not re.search(r"\d:\d\d:\d\d", html), (language, page)
 
 
 def test_a_plan_can_create_its_trips_and_give_their_seats_at_once(app, client_as, three_employers):

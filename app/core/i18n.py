@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Flask, current_app, request, session
-from flask_babel import get_locale
+from flask_babel import format_date, format_time, get_locale
 from flask_login import current_user
 
 from app.core.access import ROLE_NAMES
@@ -35,8 +37,15 @@ def html_lang() -> str:
     return str(get_locale()).replace("_", "-")
 
 
+def format_to_minute(moment: datetime) -> str:
+    """A moment as staff read it on a trip's pages, in the user's time zone: the date and the
+    clock time ("2026年11月29日 06:30", "Nov 29, 2026 6:30 AM"); a departure's seconds are noise."""
+    return f"{format_date(moment, 'medium')} {format_time(moment, 'short')}"
+
+
 def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale)
     app.jinja_env.globals.update(
         html_lang=html_lang, current_locale=lambda: str(get_locale()), role_names=ROLE_NAMES
     )
+    app.jinja_env.filters["minuteformat"] = format_to_minute
