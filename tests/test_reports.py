@@ -270,6 +270,16 @@ def test_a_window_without_trips_shows_nothing(app, client_as, campaign):
     assert fact(everything, "seats_used") == 48
 
 
+def test_the_dashboard_names_its_dates_and_funnel_rows_in_chinese(app, client_as, campaign):
+    """The range's fields are a first and a last day, and the funnel starts with the workers
+    put on requests (they read 出发地 / 目的地 and 注册时间, the words of other pages)."""
+    html = client_as("coordinator").get("/reports").get_data(as_text=True)
+    labels = re.findall(r'<label for="(from|to)">([^<]*)</label>', html)
+    assert labels == [("from", "开始日期"), ("to", "结束日期")]
+    first = re.search(r'<tr data-stage="registered"><td>([^<]*)</td>', html).group(1)
+    assert first == "已登记"
+
+
 def test_employer_sees_only_its_organization(app, people, client_as, campaign):
     employer = client_as("employer")  # organization A: requests of 20 and 9
     html = employer.get("/reports").get_data(as_text=True)

@@ -19,7 +19,7 @@ MESSAGES = {
 }
 
 FUNNEL_NAMES = {
-    "registered": _l("Registered"),
+    "registered": _l("On a request"),
     "cleared": _l("Health cleared"),
     "seated": _l("Seated"),
     "boarded": _l("Boarded"),
@@ -82,8 +82,8 @@ class RangeForm(FlaskForm):
     class Meta:
         csrf = False
 
-    date_from = DateField(_l("From"), name="from", validators=[Optional()])
-    date_to = DateField(_l("To"), name="to", validators=[Optional()])
+    date_from = DateField(_l("First day"), name="from", validators=[Optional()])
+    date_to = DateField(_l("Last day"), name="to", validators=[Optional()])
 
     def validate_date_to(self, field) -> None:
         if field.data and self.date_from.data:
