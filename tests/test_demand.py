@@ -11,6 +11,7 @@ from app.core.clock import local_today
 from app.core.identity import id_number_check_character
 from app.demand.models import RosterEntry, TransportRequest, Worker
 from app.extensions import db
+from app.notify.models import Channel, Notification
 from tests.conftest import People, sign_in, submit
 
 
@@ -346,6 +347,49 @@ def test_full_request_lifecycle_through_the_pages(app, client_as):
         "request.resubmitted",
         "request.cancelled",
     } <= audited
+
+
+def test_workers_added_to_an_approved_request_send_it_back_and_the_coordinators_hear(
+    app, client_as
+):
+    """An approved request that gets more workers waits for approval again: the employer is
+    warned before and told after, the old approval's note is gone, and the coordinators are
+    told the request is back (it went back in silence, the old note still shown)."""
+    employer, coordinator = client_as("employer"), client_as("coordinator")
+    add_worker(employer)
+    request_id = create_request(employer)
+    add_everyone(employer, request_id)
+    action(employer, request_id, "submit")
+    action(coordinator, request_id, "approve", reason="同意，注意防疫")
+    add_worker(employer, name="李四", id_number=LI, phone="13800138001", group_tag="石门村")
+
+    page = employer.get(f"/requests/{request_id}/workers").get_data(as_text=True)
+    assert "该申请已批准：加入务工人员后将退回调度员重新审批。" in page
+    response = submit(employer, f"/requests/{request_id}/workers", {"group": "石门村"})
+    told = flashes(employer, response.headers["Location"])
+    assert told == [
+        "已添加 1 名务工人员。",
+        "该申请原已批准：加入务工人员后已退回调度员，需重新审批。",
+    ]
+
+    detail = employer.get(f"/requests/{request_id}").get_data(as_text=True)
+    assert "同意，注意防疫" not in detail
+    with app.app_context():
+        request = db.session.get(TransportRequest, request_id)
+        assert (request.status, request.decision_reason, request.decided_by_id) == (
+            "submitted",
+            None,
+            None,
+        )
+        told_coordinators = db.session.scalars(
+            select(Notification.context).where(
+                Notification.template == "request_submitted",
+                Notification.channel == Channel.INAPP,
+            )
+        ).all()
+    assert sorted(context["workers"] for context in told_coordinators) == [1, 2]
+    inbox = coordinator.get("/inbox").get_data(as_text=True)
+    assert inbox.count(f"/requests/{request_id}") == 2
 
 
 def test_request_form_refuses_bad_dates_and_codes(client_as):

@@ -456,6 +456,11 @@ def add_workers(request: TransportRequest, workers: list[Worker], actor: User) -
             reason="workers_added",
         )
         request.submitted_at = utcnow()
+        # The approval was for the workers on it then: it and its note no longer stand, and
+        # the coordinators must hear that the request is back (it said nothing before).
+        request.decided_at = request.decided_by_id = request.decision_reason = None
+        counts = status_counts(request.id)
+        _tell_coordinators(request, sum(counts.values()) - counts[EntryStatus.WITHDRAWN.value])
     return len(touched)
 
 

@@ -352,6 +352,12 @@ def request_detail(request_id: int):
     )
 
 
+RESUBMITTED_NOTICE = _l(
+    "The request was approved: with the workers added it went back to the coordinators, and "
+    "waits for their approval again."
+)
+
+
 @bp.route("/requests/<int:request_id>/workers", methods=["GET", "POST"])
 @employer_only
 def request_workers(request_id: int):
@@ -372,6 +378,7 @@ def request_workers(request_id: int):
             ids = [int(value) for value in request.form.getlist("worker") if value.isdigit()]
             chosen = chosen.where(Worker.id.in_(ids))
         workers = list(db.session.scalars(chosen))
+        was_approved = transport_request.status == RequestStatus.APPROVED
         try:
             added = services.add_workers(transport_request, workers, current_user)
             db.session.commit()
@@ -381,6 +388,8 @@ def request_workers(request_id: int):
             _refuse(DomainError("request.stale"))
         else:
             flash(_("%(count)s workers added.", count=added), "success")
+            if was_approved and transport_request.status == RequestStatus.SUBMITTED:
+                flash(RESUBMITTED_NOTICE, "info")
         return redirect(url_for("demand.request_workers", request_id=request_id))
 
     search, linkable = _search_text()
