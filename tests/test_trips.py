@@ -650,6 +650,20 @@ def seats_of(app, trip_id: int) -> dict[int, str]:
         return {a.roster_entry_id: a.seat_label for a in rows}
 
 
+def test_the_seat_page_asks_for_a_worker_not_a_job_worker(app, people, client_as, three_employers):
+    """Move and swap name the worker 务工人员; 执行进程 (the System page's Celery worker, which
+    shared the msgid "Worker") belongs to that page alone."""
+    trip_id = make_trip(app, people, three_employers)
+    html = client_as("coordinator").get(f"/trips/{trip_id}/seats").get_data(as_text=True)
+    labels = re.findall(r'<label for="(entry_id|swap-a)">([^<]*)</label>', html)
+    assert len(labels) == 2
+    assert {text for _, text in labels} == {"务工人员"}
+    assert "执行进程" not in html
+    admin = client_as("admin")
+    submit(admin, "/admin/system")  # a test job, so the page lists its runs
+    assert "<th>执行进程</th>" in admin.get("/admin/system").get_data(as_text=True)
+
+
 def test_swap_take_back_and_block_seats_by_hand(app, people, client_as, three_employers):
     trip_id = make_trip(app, people, three_employers)
     coordinator = client_as("coordinator")
