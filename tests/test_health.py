@@ -12,6 +12,7 @@ import pytest
 import segno
 from sqlalchemy import event, func, select, text, update
 
+from app.core import clock
 from app.core.clock import local_today, utcnow
 from app.core.models import AuditEntry
 from app.demand.models import RosterEntry, TransportRequest, Worker
@@ -219,6 +220,30 @@ def test_an_unreadable_pass_saves_nothing_and_keeps_the_form(
     assert 'value="王五"' in page  # what was typed is still there
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Worker)) == 0
+
+
+def test_a_request_leaving_today_judges_passes_from_now(app, client_as, issuer_key, monkeypatch):
+    """At 15:00, a request leaving today judged a pass issued at 14:00 against the usual 06:00
+    departure: "issued after the departure", every worker blocked, and no new pass could help."""
+    day = local_today("Asia/Shanghai")
+    afternoon = datetime.combine(day, dt_time(15), ZoneInfo("Asia/Shanghai"))
+
+    class Afternoon(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return afternoon.astimezone(tz)
+
+    monkeypatch.setattr(clock, "datetime", Afternoon)
+    employer = client_as("employer")
+    assert add_worker_with(employer, a_pass(app, issuer_key)).status_code == 302  # issued 14:00
+    request_id = create_request(
+        employer,
+        earliest_departure=day.isoformat(),
+        latest_departure=(day + timedelta(days=1)).isoformat(),
+    )
+    add_everyone(employer, request_id)
+    entry = entry_of(app, request_id)
+    assert (entry.status, entry.block_reason) == ("cleared", None)
 
 
 def test_a_pass_that_does_not_clear_says_why(app, client_as, issuer_key):

@@ -83,9 +83,11 @@ def policy(freshness_hours: int | None = None) -> Policy:
 
 def request_departure(request: TransportRequest) -> datetime:
     """When a request's workers leave, until trips give the exact time: the earliest departure
-    day at the usual morning departure hour, local time."""
+    day at the usual morning departure hour, local time, or now once that has passed (on a
+    request leaving today, a pass issued this afternoon is not "issued after the departure")."""
     hour, minute = (int(part) for part in current_app.config["DEFAULT_DEPARTURE_TIME"].split(":"))
-    return datetime.combine(request.earliest_departure, time(hour, minute), local_zone())
+    usual = datetime.combine(request.earliest_departure, time(hour, minute), local_zone())
+    return max(usual, utcnow())
 
 
 def local_day_start(day: date) -> datetime:
