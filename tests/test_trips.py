@@ -1056,3 +1056,28 @@ def test_each_change_to_a_locked_trips_time_or_place_is_texted_to_every_seated_w
         )
     reminders = sms_texts(app, "departure_reminder", status="pending")
     assert all("06:00" in sms and "云阳县客运中心" in sms for sms in reminders)
+
+
+def test_a_seat_sms_leaves_the_driver_out_when_the_trip_has_no_number_to_call(
+    app, people, client_as, three_employers
+):
+    """It said "司机 。" / "Driver ." with neither a driver nor an escort on the trip."""
+    trip_id = make_trip(app, people, three_employers)
+    coordinator = client_as("coordinator")
+    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
+    assert locked.status_code == 302
+    chinese, english = sms_texts(app, "seat_given"), sms_texts(app, "seat_given", "en")
+    assert len(chinese) == len(english) == len(seats_of(app, trip_id))
+    for sms in chinese:
+        assert "司机" not in sms
+        assert "座。详情：http" in sms
+    for sms in english:
+        assert "Driver" not in sms
+        assert re.search(r"seat \S+\. Details: http", sms), sms
+
+    with app.app_context():  # with a number, the driver part says it
+        row = db.session.scalar(select(Notification).where(Notification.template == "seat_given"))
+        row.context = {**row.context, "driver_phone": "+8613900001111"}
+        db.session.commit()
+    assert "司机 +8613900001111。" in sms_texts(app, "seat_given")[0]
+    assert "Driver +8613900001111." in sms_texts(app, "seat_given", "en")[0]
