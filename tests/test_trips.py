@@ -22,7 +22,7 @@ from app.fleet.models import Vehicle
 from app.health import services as health
 from app.health.cli import issue_demo_pass
 from app.notify.models import Channel, Notification
-from app.notify.services import Outgoing, drop_pending, notify_many
+from app.notify.services import Outgoing, drop_pending, notify_many, render
 from app.trips import allocation
 from app.trips import services as trips
 from app.trips.forms import message_for
@@ -998,3 +998,100 @@ def test_on_postgresql_finding_who_waits_probes_each_workers_seat_whatever_the_s
 
         assert trips.allocate_seats(coach.id, actor).seated == 6
         db.session.commit()
+
+
+def sms_texts(app, template: str, locale: str | None = None, **where) -> list[str]:
+    """The texts of the outbox's SMS from this template, as the workers read them (in
+    ``locale``, or the language each was written in)."""
+    with app.test_request_context():
+        query = select(Notification).where(Notification.template == template)
+        for name, value in where.items():
+            query = query.where(getattr(Notification, name) == value)
+        found = db.session.scalars(query.order_by(Notification.id)).all()
+        return [
+            render(
+                Notification(
+                    template=row.template,
+                    locale=locale or row.locale,
+                    channel=row.channel,
+                    context=row.context,
+                )
+            )[1]
+            for row in found
+        ]
+
+
+def edit_trip(client, trip_id: int, **changes):
+    return submit(
+        client,
+        f"/trips/{trip_id}/edit",
+        leg_form(**{"destination_point": "济南", **changes}),
+    )
+
+
+def test_each_change_to_a_locked_trips_time_or_place_is_texted_to_every_seated_worker(
+    app, people, client_as, three_employers
+):
+    """A second change used the first one's message keys: nobody heard of it, and a reminder
+    already sent was not written again for the new time."""
+    trip_id = make_trip(app, people, three_employers)  # 07:00
+    coordinator = client_as("coordinator")
+    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
+    assert locked.status_code == 302
+    seated = len(seats_of(app, trip_id))
+
+    assert edit_trip(coordinator, trip_id, departs_time="07:15").status_code == 302
+    first = sms_texts(app, "trip_changed")
+    assert len(first) == seated
+    assert all("07:15" in sms for sms in first)
+    with app.app_context():  # the 24 h reminder of 07:15 went out already
+        db.session.execute(
+            update(Notification)
+            .where(Notification.event.startswith("reminder.24h:"))
+            .values(status="sent")
+        )
+        db.session.commit()
+
+    changed = edit_trip(coordinator, trip_id, departs_time="06:00", origin_point="云阳县客运中心")
+    assert changed.status_code == 302
+    texts = sms_texts(app, "trip_changed")
+    assert len(texts) == 2 * seated
+    assert all("06:00" in sms and "云阳县客运中心" in sms for sms in texts[seated:])
+
+    with app.app_context():
+        departs = db.session.get(Trip, trip_id).departs_at
+        waiting = db.session.scalars(
+            select(Notification).where(
+                Notification.template == "departure_reminder", Notification.status == "pending"
+            )
+        ).all()
+        assert sorted(row.send_at for row in waiting) == sorted(
+            departs - timedelta(hours=hours) for hours in (24, 2) for _ in range(seated)
+        )
+    reminders = sms_texts(app, "departure_reminder", status="pending")
+    assert all("06:00" in sms and "云阳县客运中心" in sms for sms in reminders)
+
+
+def test_a_seat_sms_leaves_the_driver_out_when_the_trip_has_no_number_to_call(
+    app, people, client_as, three_employers
+):
+    """It said "司机 。" / "Driver ." with neither a driver nor an escort on the trip."""
+    trip_id = make_trip(app, people, three_employers)
+    coordinator = client_as("coordinator")
+    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
+    assert locked.status_code == 302
+    chinese, english = sms_texts(app, "seat_given"), sms_texts(app, "seat_given", "en")
+    assert len(chinese) == len(english) == len(seats_of(app, trip_id))
+    for sms in chinese:
+        assert "司机" not in sms
+        assert "座。详情：http" in sms
+    for sms in english:
+        assert "Driver" not in sms
+        assert re.search(r"seat \S+\. Details: http", sms), sms
+
+    with app.app_context():  # with a number, the driver part says it
+        row = db.session.scalar(select(Notification).where(Notification.template == "seat_given"))
+        row.context = {**row.context, "driver_phone": "+8613900001111"}
+        db.session.commit()
+    assert "司机 +8613900001111。" in sms_texts(app, "seat_given")[0]
+    assert "Driver +8613900001111." in sms_texts(app, "seat_given", "en")[0]

@@ -275,9 +275,11 @@ def update_trip(trip_id: int, leg: Leg, escort: tuple[str, str], actor: User) ->
     trip.leg = feeder.leg + 1 if feeder else 1
     trip.escort_name, trip.escort_phone = escort
     db.session.flush()
-    record_audit("trip.updated", trip, actor)
+    audit = record_audit("trip.updated", trip, actor)
     if moved and trip.status == TripStatus.LOCKED:
-        _tell_seats(trip, taken, "changed")
+        # The seats (and their version) stay as they were: the change's audit entry names
+        # this telling, so each change is told, however many came before.
+        _tell_seats(trip, taken, "changed", f"a{audit.id}")
     return trip
 
 
@@ -802,7 +804,7 @@ def _give(
             told = [
                 a for a in assignments(trip.id, with_workers=True) if a.roster_entry_id in seats
             ]
-            _tell_seats(trip, told, "given")
+            _tell_seats(trip, told, "given", f"v{trip.seats_version}")
 
 
 def _mark_entries(
@@ -871,7 +873,7 @@ def move_seat(trip_id: int, entry_id: int, to_seat: str, seen_version: int, acto
         trip.seats_version += 1
         db.session.flush()
         if trip.status == TripStatus.LOCKED:
-            _tell_seats(trip, [current], "changed")
+            _tell_seats(trip, [current], "changed", f"v{trip.seats_version}")
         record_audit("seat.moved", trip, actor, entry_id=entry_id, old=previous, new=to_seat)
 
 
@@ -906,7 +908,7 @@ def swap_seats(trip_id: int, entry_a: int, entry_b: int, seen_version: int, acto
     db.session.flush()
     if trip.status == TripStatus.LOCKED:
         swapped = [x for x in assignments(trip.id, with_workers=True) if x.roster_entry_id in seats]
-        _tell_seats(trip, swapped, "changed")
+        _tell_seats(trip, swapped, "changed", f"v{trip.seats_version}")
     record_audit("seat.swapped", trip, actor, entries=sorted(seats))
 
 
@@ -980,7 +982,7 @@ def lock_manifest(trip_id: int, actor: User) -> int:
     trip.status = TripStatus.LOCKED.value
     trip.locked_at = utcnow()
     db.session.flush()
-    _tell_seats(trip, taken, "given")
+    _tell_seats(trip, taken, "given", f"v{trip.seats_version}")
     _tell_destination(trip, taken)
     record_audit("trip.locked", trip, actor, seated=len(taken))
     return len(taken)
@@ -996,7 +998,7 @@ def cancel_trip(trip_id: int, reason: str, actor: User) -> int:
         raise DomainError("trip.cancel_reason_missing", "reason")
     taken = assignments(trip.id, with_workers=True)
     if trip.status == TripStatus.LOCKED:
-        _tell_seats(trip, taken, "cancelled")
+        _tell_seats(trip, taken, "cancelled", f"v{trip.seats_version}")
     request_ids = {a.entry.request_id for a in taken} | {load.request_id for load in trip.loads}
     _lock_requests(request_ids)
     _free([trip], set())
@@ -1148,9 +1150,13 @@ def seats_of_entries(entry_ids: list[int]) -> dict[int, list[tuple[Trip, str]]]:
     return dict(seats)
 
 
-def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str) -> None:
+def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str, telling: str) -> None:
     """SMS to each worker: their seat ("given"), a change ("changed") or the cancellation.
-    Seat and change messages come with fresh reminders; old reminders are taken back."""
+    Seat and change messages come with fresh reminders; old reminders are taken back.
+
+    ``telling`` names this telling in the messages' keys, unique to it: a seat change's
+    version ("v4"), a trip change's audit entry ("a17"). The same telling written twice is
+    one message; a new telling must not reuse a key, or the outbox drops it as sent."""
     if not given:
         return
     pii = vault()
@@ -1175,7 +1181,7 @@ def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str) -> None:
     for assignment in given:
         entry = assignment.entry
         phone = pii.decrypt(entry.worker.phone_token)
-        key = f"t{trip.id}:e{entry.id}:v{trip.seats_version}"
+        key = f"t{trip.id}:e{entry.id}:{telling}"
         url = link(f"/my-trip/{signer.dumps(entry.id)}")
         context = {
             "name": entry.worker.name,
@@ -1213,7 +1219,7 @@ def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str) -> None:
 
 def _reminder_prefixes(trip_id: int, entry_id: int | None = None) -> list[str]:
     """Event prefixes of a trip's reminders (or one worker's on it), as _tell_seats names
-    them: "reminder.24h:t12:e345:v3"."""
+    them: "reminder.24h:t12:e345:v3" or "reminder.24h:t12:e345:a17"."""
     worker = f"e{entry_id}:" if entry_id is not None else ""
     return [f"reminder.{hours}h:t{trip_id}:{worker}" for hours in REMINDER_HOURS]
 
