@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 
 from app.core.clock import utcnow
+from app.core.identity import id_number_check_character
 from app.core.models import AuditEntry
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
 from app.extensions import db
@@ -275,6 +276,44 @@ def test_the_periodic_check_warns_the_employer_of_seated_workers_ahead(
         db.session.commit()
         assert again["seated_failing"] == len(seated)
         assert len(db.session.scalars(warnings).all()) == len(before) + len(told)
+
+
+def test_a_seated_workers_new_id_number_is_judged_against_their_pass_at_once(
+    app,
+    people,
+    client_as,
+    three_employers,  # noqa: F811
+):
+    """An employer corrects a seated worker's ID number to one their pass was not issued for:
+    the worker keeps the seat (the door judges), but the employer hears now that the pass no
+    longer fits (before, nothing was said until the check 48 hours ahead)."""
+    trip_id = locked_trip(app, people, three_employers)
+    with app.app_context():
+        seat = next(
+            a
+            for a in trips.assignments(trip_id, True)
+            if a.entry.request.organization_id == people.organization_a_id
+        )
+        worker_id, name, entry_id = seat.entry.worker_id, seat.entry.worker.name, seat.entry.id
+        told_before = db.session.scalar(select(func.max(Notification.id)))
+    employer = client_as("employer")
+    page = employer.get(f"/roster/{worker_id}/edit").get_data(as_text=True)
+    fields = dict(re.findall(r'<input[^>]*name="(\w+)"[^>]*value="([^"]*)"', page))
+    body = fields["id_number"][:16] + ("1" if fields["id_number"][16] != "1" else "3")
+    corrected = body + id_number_check_character(body)
+    response = submit(employer, f"/roster/{worker_id}/edit", {**fields, "id_number": corrected})
+    assert response.status_code == 302
+    with app.app_context():
+        assert db.session.get(RosterEntry, entry_id).status == EntryStatus.SEATED
+        told = db.session.scalars(
+            select(Notification.context).where(
+                Notification.template == "health_blocked",
+                Notification.channel == "inapp",
+                Notification.id > told_before,
+            )
+        ).all()
+    workers = [worker for context in told for worker in context["workers"]]
+    assert workers == [{"name": name, "reasons": "wrong_id_number"}]
 
 
 def test_boarding_and_seat_pages_cost_the_same_for_a_full_coach(

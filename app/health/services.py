@@ -783,6 +783,9 @@ def check_worker_entries(worker: Worker) -> None:
         )
     ).all()
     check_entries(list(entries))
+    # A seated worker keeps the seat (check_entries leaves them alone), but a new ID number or
+    # name may no longer match their pass: the employer hears now, not 48 hours before.
+    _warn_of_seated(RosterEntry.worker_id == worker.id, after=utcnow())
 
 
 def recheck_departing(now: datetime, within: timedelta) -> dict[str, int]:
@@ -810,16 +813,18 @@ def recheck_departing(now: datetime, within: timedelta) -> dict[str, int]:
         totals["requests"] += 1
         totals["cleared"] += counts["cleared"]
         totals["blocked"] += counts["blocked"]
-    totals["seated_failing"] = _warn_of_seated(now, within)
+    totals["seated_failing"] = _warn_of_seated(after=now, until=now + within)
     return totals
 
 
-def _warn_of_seated(now: datetime, within: timedelta) -> int:
-    """Workers already seated on a first leg leaving within ``within``, judged at that trip's
-    departure with its freshness rule. They keep their seat (the door judges again, and the
-    pass may be replaced before then), but the employer hears now who would be refused."""
+def _warn_of_seated(*conditions, after: datetime, until: datetime | None = None) -> int:
+    """Workers already seated on a first leg leaving between ``after`` and ``until`` (and
+    meeting ``conditions`` on their entry), judged at that trip's departure with its freshness
+    rule. They keep their seat (the door judges again, and the pass may be replaced before
+    then), but the employer hears now who would be refused."""
     from app.trips.models import SeatAssignment, Trip, TripStatus  # trips builds on health
 
+    leaving = Trip.departs_at >= after if until is None else Trip.departs_at.between(after, until)
     rows = db.session.execute(
         select(RosterEntry, Trip.departs_at, Trip.health_freshness_hours)
         .join(SeatAssignment, SeatAssignment.roster_entry_id == RosterEntry.id)
@@ -828,7 +833,8 @@ def _warn_of_seated(now: datetime, within: timedelta) -> int:
             RosterEntry.status == EntryStatus.SEATED,
             Trip.connects_from_id.is_(None),
             Trip.status.in_([TripStatus.OPEN, TripStatus.LOCKED]),
-            Trip.departs_at.between(now, now + within),
+            leaving,
+            *conditions,
         )
     ).all()
     if not rows:
