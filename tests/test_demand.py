@@ -117,6 +117,17 @@ def test_add_edit_search_and_remove_a_worker(app, client_as):
     assert ">张三丰</td>" not in search(LI)
     assert ZHANG not in search(ZHANG).split("<main>")[0]  # not in the language-switch link
 
+    # Removing asks first: the form's only button is inside a closed confirmation (one tap on
+    # "删除" removed the worker).
+    roster = client.get("/roster").get_data(as_text=True)
+    asked = re.search(
+        rf'<details class="confirm"><summary>删除</summary>\s*<form method="post" '
+        rf'action="/roster/{worker_id}/delete">.*?<button[^>]*>([^<]*)</button>\s*</form>\s*</details>',
+        roster,
+        re.S,
+    )
+    assert asked.group(1) == "确认将张三丰从花名册中移除"
+    assert roster.count(f'action="/roster/{worker_id}/delete"') == 1
     submit(client, f"/roster/{worker_id}/delete", form_url="/roster")
     assert ">张三丰</td>" not in client.get("/roster").get_data(as_text=True)
 
