@@ -709,6 +709,72 @@ def test_importing_the_same_workers_again_updates_them(app, people, client_as):
     assert saved[id_number(1)].phone == "+86" + mobile(999)
 
 
+ALL_HEADERS = [*CN_HEADERS, "户籍地区", "分组", "紧急联系人", "紧急联系人电话"]
+
+
+def full_row(n: int) -> list[object]:
+    return [*worker_row(n), "重庆市云阳县", "石门村", f"家属{n}", mobile(900 + n)]
+
+
+def optional_fields(app: Flask, organization_id: int) -> dict[str, tuple]:
+    return {
+        number: (
+            w.home_region_name,
+            w.group_tag,
+            w.emergency_contact_name,
+            w.emergency_contact_phone,
+        )
+        for number, w in roster_of(app, organization_id).items()
+    }
+
+
+def test_importing_again_with_only_the_required_columns_keeps_the_others(app, people, client_as):
+    client = client_as("employer")
+    import_file(client, xlsx([ALL_HEADERS, full_row(5), full_row(9)]))
+    before = optional_fields(app, people.organization_a_id)
+    assert before[id_number(5)] == ("重庆市云阳县", "石门村", "家属5", "+86" + mobile(905))
+
+    rows = [worker_row(5), worker_row(9)]
+    rows[0][2] = mobile(555)  # what the file has is still updated
+    _, page = import_file(client, xlsx([CN_HEADERS, *rows]))
+
+    assert added_and_updated(page) == (0, 2)
+    assert optional_fields(app, people.organization_a_id) == before
+    assert roster_of(app, people.organization_a_id)[id_number(5)].phone == "+86" + mobile(555)
+    # The group still seats the village together: it is offered whole on a request.
+    request_id = create_request(client)
+    workers_page = client.get(f"/requests/{request_id}/workers").get_data(as_text=True)
+    assert "石门村" in workers_page
+
+
+def test_a_column_the_file_has_but_leaves_empty_clears_that_value(app, people, client_as):
+    client = client_as("employer")
+    import_file(client, xlsx([ALL_HEADERS, full_row(5)]))
+
+    _, page = import_file(client, xlsx([[*CN_HEADERS, "分组"], [*worker_row(5), None]]))
+
+    assert added_and_updated(page) == (0, 1)
+    saved = optional_fields(app, people.organization_a_id)[id_number(5)]
+    assert saved == ("重庆市云阳县", None, "家属5", "+86" + mobile(905))
+
+
+def test_importing_into_a_request_keeps_the_columns_the_file_does_not_have(app, people, client_as):
+    client = client_as("employer")
+    import_file(client, xlsx([ALL_HEADERS, full_row(5), full_row(9)]))
+    before = optional_fields(app, people.organization_a_id)
+    request_id = create_request(client)
+
+    _, page = import_file(
+        client,
+        xlsx([CN_HEADERS, worker_row(5), worker_row(9)]),
+        url=f"/requests/{request_id}/import",
+    )
+
+    assert added_and_updated(page) == (0, 2)
+    assert pending_on_request_page(client, request_id) == 2
+    assert optional_fields(app, people.organization_a_id) == before
+
+
 def test_the_roster_export_imports_back_as_updates(app, people, client_as):
     client = client_as("employer")
     import_file(client, xlsx([CN_HEADERS, *[worker_row(n) for n in range(1, 4)]]))

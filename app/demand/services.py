@@ -6,7 +6,7 @@ task. Rosters are written in bulk statements: a 10,000-row import is a handful o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -610,7 +610,7 @@ def run_roster_import(import_id: int, report_progress: Callable[[RosterImport], 
         return
     try:
         with db.session.begin_nested():
-            _save_roster(roster_import, checked, request, passes)
+            _save_roster(roster_import, checked, request, passes, columns.indexes.keys())
     except DomainError as error:  # e.g. the request was submitted elsewhere meanwhile
         _finish_import(roster_import, problem=error.code, unknown=columns.unknown)
         return
@@ -699,14 +699,30 @@ def _roster_ids(organization_id: int) -> dict[str, int]:
     )
 
 
+# The worker's columns that hold each optional roster field.
+_OPTIONAL_FIELD_COLUMNS = {
+    "home_region_name": "home_region_name",
+    "group_tag": "group_tag",
+    "emergency_contact_name": "emergency_contact_name",
+    "emergency_contact_phone": "emergency_contact_phone_token",
+}
+
+
 def _save_roster(
     roster_import: RosterImport,
     checked: RosterCheck,
     request: TransportRequest | None,
     passes: dict[int, PassFacts],
+    fields_in_file: Collection[str],
 ) -> None:
     organization_id = roster_import.organization_id
     existing = _roster_ids(organization_id)
+    # A worker already on the roster keeps what the file has no column for (a file of the
+    # required columns must not wipe the groups that seat a village together); an empty cell
+    # in a column the file has clears the value: the file says so.
+    kept = {
+        column for name, column in _OPTIONAL_FIELD_COLUMNS.items() if name not in fields_in_file
+    }
     new_rows, changed_rows, id_hashes = [], [], {}
     for worker in checked.workers:
         columns = _worker_columns(worker)
@@ -715,7 +731,9 @@ def _save_roster(
         if known is None:
             new_rows.append({"organization_id": organization_id, **columns})
         else:
-            changed_rows.append({"id": known, **columns, "updated_at": utcnow()})
+            # Every row has the same keys: the ORM still sends one executemany UPDATE.
+            changed = {name: value for name, value in columns.items() if name not in kept}
+            changed_rows.append({"id": known, **changed, "updated_at": utcnow()})
     ids = existing
     if new_rows:
         # No RETURNING (COPY has none): the new ids are read back in one query.
