@@ -507,6 +507,31 @@ def test_over_500_problems_the_page_shows_500_and_the_download_all(app, people, 
     assert [int(line[0]) for line in table[1:]] == list(range(2, 602))
 
 
+def test_problems_come_row_by_row_and_in_the_files_column_order(app, people, client_as):
+    client = client_as("employer")
+    import_file(client, xlsx([CN_HEADERS, worker_row(2, "张三")]))
+    headers = ["身份证号", "手机号", "姓名", "户籍地区代码"]
+    rows = [[id_number(2), "12345", "张三三", "1"]]  # row 2: the roster says 张三
+    rows += [[id_number(n), mobile(n), f"工人{n}", "1"] for n in range(3, 602)]
+
+    import_id, page = import_file(client, xlsx([headers, *rows]))
+
+    # The name clash is with its row's other problems, not after the 600 others.
+    shown = problems_on(page)
+    assert len(shown) == 500
+    assert [(row, column) for row, column, _, _ in shown[:4]] == [
+        (2, "手机号"),
+        (2, "姓名"),
+        (2, "户籍地区代码"),
+        (3, "户籍地区代码"),
+    ]
+    assert "张三" in shown[1][3]
+    table = csv_download(client, f"/roster/imports/{import_id}/errors.csv")
+    listed = [(int(line[0]), line[1]) for line in table[1:]]
+    assert len(listed) == 602
+    assert listed == sorted(listed, key=lambda found: (found[0], headers.index(found[1])))
+
+
 def test_error_downloads_defuse_formulas_from_the_file(app, people, client_as):
     client = client_as("employer")
     import_file(client, xlsx([CN_HEADERS, worker_row(1, "张三")]))
@@ -912,6 +937,45 @@ def test_a_worker_on_own_other_live_request_is_refused_naming_it(app, people, cl
     )
 
     assert import_record(app, import_id)["errors"][0]["reason"] == "id_number.on_own_request"
+    with app.app_context():
+        reference = db.session.get(TransportRequest, first).reference
+    assert reference in page
+    assert pending_on_request_page(client, second) == 0
+
+
+def test_rows_with_bad_fields_are_still_checked_against_the_roster_and_requests(
+    app, people, client_as
+):
+    """Fixing the fields must not reveal new problems at the next import: every check that
+    can run on a row is run."""
+    client = client_as("employer")
+    first = create_request(client)
+    import_file(
+        client, xlsx([CN_HEADERS, worker_row(1, "测试乙")]), url=f"/requests/{first}/import"
+    )
+    submit_request(client, first)
+    import_file(client, xlsx([CN_HEADERS, worker_row(2, "张三")]))
+    second = create_request(client, days_ahead=20)
+    rows = [
+        [*CN_HEADERS, "健康码"],
+        ["测试乙", id_number(1), "12345", HOME, None],  # 2: on the first request
+        ["张三三", id_number(2), "12345", HOME, None],  # 3: the roster says 张三
+        ["王五", id_number(3), "12345", HOME, "not a pass"],  # 4: an unreadable pass
+        ["赵六", "12345", mobile(4), HOME, None],  # 5: no ID number to check
+    ]
+
+    import_id, page = import_file(client, xlsx(rows), url=f"/requests/{second}/import")
+
+    reasons = [(p["row"], p["reason"]) for p in import_record(app, import_id)["errors"]]
+    assert sorted(reasons) == [
+        (2, "id_number.on_own_request"),
+        (2, "phone.length"),
+        (3, "name.differs_on_roster"),
+        (3, "phone.length"),
+        (4, "health_pass.not_jws"),
+        (4, "phone.length"),
+        (5, "id_number.length"),
+    ]
     with app.app_context():
         reference = db.session.get(TransportRequest, first).reference
     assert reference in page

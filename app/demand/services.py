@@ -37,10 +37,12 @@ from app.demand.models import (
 from app.demand.roster import (
     AgeRule,
     Problem,
+    RefusedRow,
     RosterCheck,
     WorkerData,
     check_rows,
     find_header_row,
+    in_file_order,
     map_columns,
 )
 from app.demand.spreadsheets import SpreadsheetError, read_table
@@ -600,10 +602,11 @@ def run_roster_import(import_id: int, report_progress: Callable[[RosterImport], 
     checked = check_rows(table.rows, columns, today(), rule, on_progress=progress)
     roster_import.processed_rows = len(table.rows)
     passes, pass_problems = _read_passes(checked, columns.headers)
-    problems = (
+    problems = in_file_order(
         checked.problems
         + pass_problems
-        + _roster_clashes(roster_import, checked, columns.headers, request)
+        + _roster_clashes(roster_import, checked, columns.headers, request),
+        columns,
     )
     if problems:
         _finish_import(roster_import, problems=problems, unknown=columns.unknown)
@@ -627,9 +630,13 @@ def _roster_clashes(
     request: TransportRequest | None,
 ) -> list[Problem]:
     """Rows that clash with what is saved: the same ID on the roster under another name, or
-    already holding a place on another live request."""
+    already holding a place on another live request. Rows refused for other cells are checked
+    too, as far as their cells allow: fixing a phone must not reveal a clash only then."""
     pii = vault()
-    hashes = {pii.lookup_hash(worker.id_number): worker for worker in checked.workers}
+    rows_of: dict[str, list[WorkerData | RefusedRow]] = {}
+    for worker in [*checked.workers, *checked.refused]:
+        if worker.id_number is not None:
+            rows_of.setdefault(pii.lookup_hash(worker.id_number), []).append(worker)
     on_roster = dict(
         db.session.execute(
             select(Worker.id_number_hash, Worker.name).where(
@@ -639,42 +646,44 @@ def _roster_clashes(
     )
     header = headers.get("id_number", "身份证号")
     problems = []
-    for id_hash, worker in hashes.items():
-        if id_hash in on_roster and on_roster[id_hash] != worker.name:
-            problems.append(
-                Problem(
-                    worker.row,
-                    headers.get("name", "姓名"),
-                    worker.name,
-                    "name.differs_on_roster",
-                    place=on_roster[id_hash],
+    for id_hash, workers in rows_of.items():
+        for worker in workers:
+            if id_hash in on_roster and worker.name and on_roster[id_hash] != worker.name:
+                problems.append(
+                    Problem(
+                        worker.row,
+                        headers.get("name", "姓名"),
+                        worker.name,
+                        "name.differs_on_roster",
+                        place=on_roster[id_hash],
+                    )
                 )
-            )
     if request is not None:
-        clashes = live_places(hashes, roster_import.organization_id, request.id)
+        clashes = live_places(rows_of, roster_import.organization_id, request.id)
         for id_hash, clash in clashes.items():
-            worker = hashes[id_hash]
             reason = "id_number.on_own_request" if clash.own else "id_number.on_other_request"
-            problems.append(
-                Problem(
-                    worker.row,
-                    header,
-                    mask_id_number(worker.id_number),
-                    reason,
-                    place=clash.reference or None,
+            for worker in rows_of[id_hash]:
+                problems.append(
+                    Problem(
+                        worker.row,
+                        header,
+                        mask_id_number(worker.id_number or ""),
+                        reason,
+                        place=clash.reference or None,
+                    )
                 )
-            )
     return problems
 
 
 def _read_passes(
     checked: RosterCheck, headers: dict[str, str]
 ) -> tuple[dict[int, PassFacts], list[Problem]]:
-    """The health passes in the file, read once (row -> facts); unreadable ones are problems."""
+    """The health passes in the file, read once (row -> facts); unreadable ones are problems,
+    in rows refused for other cells too."""
     keys = health.trust_list_keys()
     passes: dict[int, PassFacts] = {}
     problems = []
-    for worker in checked.workers:
+    for worker in [*checked.workers, *checked.refused]:
         if not worker.health_pass:
             continue
         facts = read_pass(worker.health_pass, keys)
