@@ -532,6 +532,18 @@ def test_problems_come_row_by_row_and_in_the_files_column_order(app, people, cli
     assert listed == sorted(listed, key=lambda found: (found[0], headers.index(found[1])))
 
 
+def test_csv_downloads_name_their_type_and_charset_once(app, people, client_as):
+    client = client_as("employer")
+    import_id, _ = import_file(client, xlsx([CN_HEADERS, [*worker_row(1)[:3], "1"]]))
+    for url in (
+        "/roster/template.csv",
+        "/roster/export.csv",
+        f"/roster/imports/{import_id}/errors.csv",
+    ):
+        response = client.get(url)
+        assert response.headers["Content-Type"] == "text/csv; charset=utf-8", url
+
+
 def test_error_downloads_defuse_formulas_from_the_file(app, people, client_as):
     client = client_as("employer")
     import_file(client, xlsx([CN_HEADERS, worker_row(1, "张三")]))
