@@ -544,6 +544,23 @@ def test_csv_downloads_name_their_type_and_charset_once(app, people, client_as):
         assert response.headers["Content-Type"] == "text/csv; charset=utf-8", url
 
 
+@pytest.mark.parametrize("filename", ["名单.csv", "名单.xlsx"])
+def test_a_cell_too_long_is_named_at_its_row_and_column(app, people, client_as, filename):
+    """Longer than Python's CSV field limit (131,072 characters): as in an .xlsx, the cell is
+    too long, the file is not unreadable."""
+    client = client_as("employer")
+    rows = [[*CN_HEADERS, "分组"], [*worker_row(1), "石门村"], [*worker_row(2), "村" * 140_000]]
+    content = csv_text(rows).encode() if filename.endswith(".csv") else xlsx(rows)
+
+    _, page = import_file(client, content, filename)
+
+    [(row, column, value, text)] = problems_on(page)
+    assert (row, column) == (3, "分组")
+    assert value == "村" * 29 + "…"
+    assert text in ("内容过长。", "Too long.")
+    assert count(app, Worker) == 0
+
+
 def test_error_downloads_defuse_formulas_from_the_file(app, people, client_as):
     client = client_as("employer")
     import_file(client, xlsx([CN_HEADERS, worker_row(1, "张三")]))

@@ -45,7 +45,7 @@ from app.demand.roster import (
     in_file_order,
     map_columns,
 )
-from app.demand.spreadsheets import SpreadsheetError, read_table
+from app.demand.spreadsheets import MAX_FILE_BYTES, SpreadsheetError, read_table
 from app.extensions import db
 from app.health import services as health
 from app.health.passes import PassFacts, read_pass
@@ -526,8 +526,6 @@ def status_counts(request_id: int) -> dict[str, int]:
 
 # --- imports -------------------------------------------------------------------------------
 
-MAX_IMPORT_BYTES = 10 * 1024 * 1024
-
 
 def create_roster_import(
     organization: Organization,
@@ -537,7 +535,7 @@ def create_roster_import(
     request: TransportRequest | None = None,
 ) -> RosterImport:
     """Keep the file and queue the job that checks and saves it (in-process when embedded)."""
-    if len(content) > MAX_IMPORT_BYTES:
+    if len(content) > MAX_FILE_BYTES:
         raise DomainError("file.too_large", field="file")
     if not filename.lower().endswith((".xlsx", ".csv")):
         raise DomainError("file.format", field="file")
