@@ -206,11 +206,22 @@ def live_places(
     return found
 
 
+def _refuse_clashes(workers: Iterable[Worker], clashes: dict[str, Clash]) -> None:
+    """All or nothing, but the employer is told who holds a place where (the reference of
+    their own request; nothing of another employer's)."""
+    if clashes:
+        held = sorted(
+            (worker.name, clashes[worker.id_number_hash].reference)
+            for worker in workers
+            if worker.id_number_hash in clashes
+        )
+        raise DomainError("workers.on_other_request", held=held)
+
+
 def _claim_places(request: TransportRequest, entries: list[RosterEntry]) -> None:
     """Give these entries their place; refuse all of them if any person already has one."""
     clashes = live_places([e.id_number_hash for e in entries], request.organization_id, request.id)
-    if clashes:
-        raise DomainError("workers.on_other_request")
+    _refuse_clashes((entry.worker for entry in entries), clashes)
     try:
         with db.session.begin_nested():  # flushes first: every entry has its id
             # One UPDATE per 5,000 entries: the flush wrote one per entry (a province's
@@ -402,10 +413,13 @@ def reject_request(request: TransportRequest, actor: User, reason: str) -> None:
 
 def _check_ages(request: TransportRequest, workers: Iterable[Worker]) -> None:
     rule = age_rule(request.earliest_departure)
-    for worker in workers:
-        years = age_on(worker.birth_date, rule.travel_date)
-        if not rule.min_age <= years <= rule.max_age:
-            raise DomainError("workers.age")
+    outside = sorted(
+        worker.name
+        for worker in workers
+        if not rule.min_age <= age_on(worker.birth_date, rule.travel_date) <= rule.max_age
+    )
+    if outside:
+        raise DomainError("workers.age", workers=outside)
 
 
 ADDABLE = (RequestStatus.DRAFT, RequestStatus.SUBMITTED, RequestStatus.APPROVED)
@@ -421,8 +435,7 @@ def add_workers(request: TransportRequest, workers: list[Worker], actor: User) -
     _check_ages(request, workers)
     # Checked for drafts too, as an import is: better told now than at submission.
     hashes = [worker.id_number_hash for worker in workers]
-    if live_places(hashes, request.organization_id, request.id):
-        raise DomainError("workers.on_other_request")
+    _refuse_clashes(workers, live_places(hashes, request.organization_id, request.id))
     existing = {entry.worker_id: entry for entry in request.entries}
     touched: list[RosterEntry] = []
     newcomers: list[Worker] = []
