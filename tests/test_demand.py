@@ -454,6 +454,70 @@ def test_worker_too_old_on_the_departure_date_is_refused(app, client_as):
         assert db.session.scalar(select(func.count()).select_from(RosterEntry)) == 0
 
 
+def born_in(year: int, n: int) -> str:
+    return id_number(f"110105{year}0601{n:03d}")
+
+
+def test_adding_a_group_with_workers_too_old_names_them_and_adds_nobody(app, client_as):
+    employer = client_as("employer")
+    with app.app_context():
+        app.config["WORKER_MAX_AGE"] = 80  # the roster allows them...
+    add_worker(employer, name="年轻人", id_number=ZHANG, group_tag="石门村")
+    for n in range(1, 13):
+        add_worker(
+            employer,
+            name=f"老人{n:02d}",
+            id_number=born_in(1950, n),
+            phone=f"139{n:08d}",
+            group_tag="石门村",
+        )
+    with app.app_context():
+        app.config["WORKER_MAX_AGE"] = 70  # ...the request does not
+    request_id = create_request(employer)
+
+    submit(employer, f"/requests/{request_id}/workers", {"group": "石门村"})
+
+    [message] = flashes(employer, f"/requests/{request_id}/workers")
+    assert "70" in message
+    named = re.findall(r"老人\d\d", message)
+    assert named == [f"老人{n:02d}" for n in range(1, 11)]  # ten by name...
+    assert re.search(r"另外 ?2 ?人|2 more", message)  # ...and how many more
+    assert "年轻人" not in message
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(RosterEntry)) == 0
+
+
+def test_adding_everyone_names_who_is_on_another_live_request_and_adds_nobody(
+    app, client_as, people
+):
+    employer, other_employer = client_as("employer"), client_as("employer_b")
+    add_worker(employer)  # 张三
+    first = create_request(employer)
+    add_everyone(employer, first)
+    action(employer, first, "submit")
+    add_worker(employer, name="李四", id_number=LI, phone="13800138001")
+    add_worker(employer, name="王五", id_number=born_in(1990, 1), phone="13800138002")
+    add_worker(other_employer, name="李四", id_number=LI, phone="13800138001")
+    elsewhere = create_request(other_employer)
+    add_everyone(other_employer, elsewhere)
+    action(other_employer, elsewhere, "submit")
+    second = create_request(employer)
+
+    add_everyone(employer, second)
+
+    [message] = flashes(employer, f"/requests/{second}/workers")
+    with app.app_context():
+        own = db.session.get(TransportRequest, first).reference
+        theirs = db.session.get(TransportRequest, elsewhere).reference
+    assert "张三" in message
+    assert own in message
+    assert "李四" in message
+    assert theirs not in message
+    assert "王五" not in message
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).where(RosterEntry.request_id == second)) == 0
+
+
 # --- one person, one live place (PostgreSQL) -----------------------------------------------
 
 

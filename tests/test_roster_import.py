@@ -507,6 +507,60 @@ def test_over_500_problems_the_page_shows_500_and_the_download_all(app, people, 
     assert [int(line[0]) for line in table[1:]] == list(range(2, 602))
 
 
+def test_problems_come_row_by_row_and_in_the_files_column_order(app, people, client_as):
+    client = client_as("employer")
+    import_file(client, xlsx([CN_HEADERS, worker_row(2, "张三")]))
+    headers = ["身份证号", "手机号", "姓名", "户籍地区代码"]
+    rows = [[id_number(2), "12345", "张三三", "1"]]  # row 2: the roster says 张三
+    rows += [[id_number(n), mobile(n), f"工人{n}", "1"] for n in range(3, 602)]
+
+    import_id, page = import_file(client, xlsx([headers, *rows]))
+
+    # The name clash is with its row's other problems, not after the 600 others.
+    shown = problems_on(page)
+    assert len(shown) == 500
+    assert [(row, column) for row, column, _, _ in shown[:4]] == [
+        (2, "手机号"),
+        (2, "姓名"),
+        (2, "户籍地区代码"),
+        (3, "户籍地区代码"),
+    ]
+    assert "张三" in shown[1][3]
+    table = csv_download(client, f"/roster/imports/{import_id}/errors.csv")
+    listed = [(int(line[0]), line[1]) for line in table[1:]]
+    assert len(listed) == 602
+    assert listed == sorted(listed, key=lambda found: (found[0], headers.index(found[1])))
+
+
+def test_csv_downloads_name_their_type_and_charset_once(app, people, client_as):
+    client = client_as("employer")
+    import_id, _ = import_file(client, xlsx([CN_HEADERS, [*worker_row(1)[:3], "1"]]))
+    for url in (
+        "/roster/template.csv",
+        "/roster/export.csv",
+        f"/roster/imports/{import_id}/errors.csv",
+    ):
+        response = client.get(url)
+        assert response.headers["Content-Type"] == "text/csv; charset=utf-8", url
+
+
+@pytest.mark.parametrize("filename", ["名单.csv", "名单.xlsx"])
+def test_a_cell_too_long_is_named_at_its_row_and_column(app, people, client_as, filename):
+    """Longer than Python's CSV field limit (131,072 characters): as in an .xlsx, the cell is
+    too long, the file is not unreadable."""
+    client = client_as("employer")
+    rows = [[*CN_HEADERS, "分组"], [*worker_row(1), "石门村"], [*worker_row(2), "村" * 140_000]]
+    content = csv_text(rows).encode() if filename.endswith(".csv") else xlsx(rows)
+
+    _, page = import_file(client, content, filename)
+
+    [(row, column, value, text)] = problems_on(page)
+    assert (row, column) == (3, "分组")
+    assert value == "村" * 29 + "…"
+    assert text in ("内容过长。", "Too long.")
+    assert count(app, Worker) == 0
+
+
 def test_error_downloads_defuse_formulas_from_the_file(app, people, client_as):
     client = client_as("employer")
     import_file(client, xlsx([CN_HEADERS, worker_row(1, "张三")]))
@@ -709,6 +763,72 @@ def test_importing_the_same_workers_again_updates_them(app, people, client_as):
     assert saved[id_number(1)].phone == "+86" + mobile(999)
 
 
+ALL_HEADERS = [*CN_HEADERS, "户籍地区", "分组", "紧急联系人", "紧急联系人电话"]
+
+
+def full_row(n: int) -> list[object]:
+    return [*worker_row(n), "重庆市云阳县", "石门村", f"家属{n}", mobile(900 + n)]
+
+
+def optional_fields(app: Flask, organization_id: int) -> dict[str, tuple]:
+    return {
+        number: (
+            w.home_region_name,
+            w.group_tag,
+            w.emergency_contact_name,
+            w.emergency_contact_phone,
+        )
+        for number, w in roster_of(app, organization_id).items()
+    }
+
+
+def test_importing_again_with_only_the_required_columns_keeps_the_others(app, people, client_as):
+    client = client_as("employer")
+    import_file(client, xlsx([ALL_HEADERS, full_row(5), full_row(9)]))
+    before = optional_fields(app, people.organization_a_id)
+    assert before[id_number(5)] == ("重庆市云阳县", "石门村", "家属5", "+86" + mobile(905))
+
+    rows = [worker_row(5), worker_row(9)]
+    rows[0][2] = mobile(555)  # what the file has is still updated
+    _, page = import_file(client, xlsx([CN_HEADERS, *rows]))
+
+    assert added_and_updated(page) == (0, 2)
+    assert optional_fields(app, people.organization_a_id) == before
+    assert roster_of(app, people.organization_a_id)[id_number(5)].phone == "+86" + mobile(555)
+    # The group still seats the village together: it is offered whole on a request.
+    request_id = create_request(client)
+    workers_page = client.get(f"/requests/{request_id}/workers").get_data(as_text=True)
+    assert "石门村" in workers_page
+
+
+def test_a_column_the_file_has_but_leaves_empty_clears_that_value(app, people, client_as):
+    client = client_as("employer")
+    import_file(client, xlsx([ALL_HEADERS, full_row(5)]))
+
+    _, page = import_file(client, xlsx([[*CN_HEADERS, "分组"], [*worker_row(5), None]]))
+
+    assert added_and_updated(page) == (0, 1)
+    saved = optional_fields(app, people.organization_a_id)[id_number(5)]
+    assert saved == ("重庆市云阳县", None, "家属5", "+86" + mobile(905))
+
+
+def test_importing_into_a_request_keeps_the_columns_the_file_does_not_have(app, people, client_as):
+    client = client_as("employer")
+    import_file(client, xlsx([ALL_HEADERS, full_row(5), full_row(9)]))
+    before = optional_fields(app, people.organization_a_id)
+    request_id = create_request(client)
+
+    _, page = import_file(
+        client,
+        xlsx([CN_HEADERS, worker_row(5), worker_row(9)]),
+        url=f"/requests/{request_id}/import",
+    )
+
+    assert added_and_updated(page) == (0, 2)
+    assert pending_on_request_page(client, request_id) == 2
+    assert optional_fields(app, people.organization_a_id) == before
+
+
 def test_the_roster_export_imports_back_as_updates(app, people, client_as):
     client = client_as("employer")
     import_file(client, xlsx([CN_HEADERS, *[worker_row(n) for n in range(1, 4)]]))
@@ -846,6 +966,45 @@ def test_a_worker_on_own_other_live_request_is_refused_naming_it(app, people, cl
     )
 
     assert import_record(app, import_id)["errors"][0]["reason"] == "id_number.on_own_request"
+    with app.app_context():
+        reference = db.session.get(TransportRequest, first).reference
+    assert reference in page
+    assert pending_on_request_page(client, second) == 0
+
+
+def test_rows_with_bad_fields_are_still_checked_against_the_roster_and_requests(
+    app, people, client_as
+):
+    """Fixing the fields must not reveal new problems at the next import: every check that
+    can run on a row is run."""
+    client = client_as("employer")
+    first = create_request(client)
+    import_file(
+        client, xlsx([CN_HEADERS, worker_row(1, "测试乙")]), url=f"/requests/{first}/import"
+    )
+    submit_request(client, first)
+    import_file(client, xlsx([CN_HEADERS, worker_row(2, "张三")]))
+    second = create_request(client, days_ahead=20)
+    rows = [
+        [*CN_HEADERS, "健康码"],
+        ["测试乙", id_number(1), "12345", HOME, None],  # 2: on the first request
+        ["张三三", id_number(2), "12345", HOME, None],  # 3: the roster says 张三
+        ["王五", id_number(3), "12345", HOME, "not a pass"],  # 4: an unreadable pass
+        ["赵六", "12345", mobile(4), HOME, None],  # 5: no ID number to check
+    ]
+
+    import_id, page = import_file(client, xlsx(rows), url=f"/requests/{second}/import")
+
+    reasons = [(p["row"], p["reason"]) for p in import_record(app, import_id)["errors"]]
+    assert sorted(reasons) == [
+        (2, "id_number.on_own_request"),
+        (2, "phone.length"),
+        (3, "name.differs_on_roster"),
+        (3, "phone.length"),
+        (4, "health_pass.not_jws"),
+        (4, "phone.length"),
+        (5, "id_number.length"),
+    ]
     with app.app_context():
         reference = db.session.get(TransportRequest, first).reference
     assert reference in page

@@ -229,6 +229,18 @@ def test_csv_values_are_strings():
     assert table.rows == [(2, ["1", "2.5"])]
 
 
+def test_csv_cells_beyond_pythons_field_limit_are_read_whole():
+    long = "长" * (131_072 + 1)  # Python's default limit, plus one
+    data = f"姓名,备注\n张三,{long}\n".encode()
+
+    assert read_table("x.csv", data).rows == [(2, ["张三", long])]
+
+
+def test_a_csv_cell_beyond_the_largest_file_imported_is_not_read():
+    data = b"a,b\n1," + b"x" * (spreadsheets.MAX_FILE_BYTES + 1) + b"\n"
+    assert_error("unreadable", "x.csv", data)
+
+
 @pytest.mark.parametrize(
     "data",
     [

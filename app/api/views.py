@@ -104,9 +104,10 @@ def http_error_response(error: HTTPException):
     return json_error(error.code or 500)
 
 
-def _domain_error(error: DomainError, messages: Callable[[str], str]) -> ApiError:
-    fields = {error.field: [messages(error.code)]} if error.field else {}
-    return ApiError(422 if error.field else 409, error.code, messages(error.code), fields)
+def _domain_error(error: DomainError, messages: Callable[..., str]) -> ApiError:
+    message = messages(error.code, **error.details)
+    fields = {error.field: [message]} if error.field else {}
+    return ApiError(422 if error.field else 409, error.code, message, fields)
 
 
 def _invalid(form) -> ApiError:

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
+from babel.lists import format_list
 from flask import current_app
+from flask_babel import get_locale, ngettext
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired, FileSize
@@ -116,11 +120,35 @@ MODE_NAMES = {
 }
 
 
+NAMED_AT_MOST = 10
+
+
+def named(people: Sequence[str]) -> str:
+    """Up to ten people by name, then how many more: enough for the employer to act on."""
+    shown = list(people[:NAMED_AT_MOST])
+    if len(people) > NAMED_AT_MOST:
+        rest = len(people) - NAMED_AT_MOST
+        shown.append(ngettext("%(num)d more", "%(num)d more", rest))
+    return format_list(shown, locale=get_locale())
+
+
+def _held(name: str, reference: str) -> str:
+    if reference:
+        return _("%(name)s (your request %(reference)s)", name=name, reference=reference)
+    return _("%(name)s (another employer's request)", name=name)
+
+
 def message_for(code: str, **params: object) -> str:
-    """The sentence for a reason code, with its details filled in."""
+    """The sentence for a reason code, with its details filled in: ``workers`` (names) or
+    ``held`` ((name, reference of the employer's own request or "") pairs) say who."""
     config = current_app.config
     values = {"min_age": config["WORKER_MIN_AGE"], "max_age": config["WORKER_MAX_AGE"], **params}
-    return str(MESSAGES.get(code, _l("Not valid."))) % values
+    text = str(MESSAGES.get(code, _l("Not valid."))) % values
+    held: Sequence[tuple[str, str]] = params.get("held") or ()  # type: ignore[assignment]
+    people: Sequence[str] = params.get("workers") or [_held(*pair) for pair in held]  # type: ignore[assignment]
+    if people:
+        text = _("%(reason)s Who: %(people)s.", reason=text, people=named(people))
+    return text
 
 
 def problem_text(problem: dict) -> str:

@@ -162,10 +162,22 @@ class WorkerData:
     row: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedRow:
+    """What the checks against saved data need of a row refused for its cells, as far as those
+    cells are valid: a row with a bad phone is still checked for a clash on its ID number."""
+
+    row: int
+    id_number: str | None
+    name: str | None
+    health_pass: str | None
+
+
 @dataclass
 class RosterCheck:
     workers: list[WorkerData] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    refused: list[RefusedRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -206,7 +218,18 @@ def check_worker(
     headers: dict[str, str] | None = None,
 ) -> WorkerData | list[Problem]:
     """One worker's fields (as typed or as read from a cell) -> WorkerData, or its problems."""
-    headers = headers or {}
+    cleaned, problems = _clean_fields(values, today, age_rule, row, headers or {})
+    return problems or _worker_data(cleaned, row)
+
+
+def _clean_fields(
+    values: dict[str, object],
+    today: date,
+    age_rule: AgeRule,
+    row: int,
+    headers: dict[str, str],
+) -> tuple[dict[str, object], list[Problem]]:
+    """The fields that are valid, normalised, and the problems of the others."""
     problems: list[Problem] = []
 
     def problem(field_name: str, reason: str) -> None:
@@ -259,12 +282,13 @@ def check_worker(
             problem(column.field, "too_long")
             continue
         cleaned[column.field] = text
-    if problems:
-        return problems
-    id_number = str(cleaned["id_number"])
+    return cleaned, problems
+
+
+def _worker_data(cleaned: dict[str, object], row: int) -> WorkerData:
     return WorkerData(
         name=str(cleaned["name"]),
-        id_number=id_number,
+        id_number=str(cleaned["id_number"]),
         phone=str(cleaned["phone"]),
         home_region_code=str(cleaned["home_region_code"]),
         home_region_name=cleaned.get("home_region_name"),  # type: ignore[arg-type]
@@ -292,7 +316,8 @@ def check_rows(
     progress_every: int = 500,
 ) -> RosterCheck:
     """Every row checked; nothing stops at the first problem. The same ID number twice in the
-    file is a problem on both rows, each naming the other."""
+    file is a problem on both rows, each naming the other. Refused rows keep their valid
+    cells in ``refused``, for the checks against what is saved."""
     result = RosterCheck()
     first_row_of: dict[str, int] = {}
     header = columns.headers.get("id_number", COLUMNS_BY_FIELD["id_number"].header)
@@ -301,13 +326,16 @@ def check_rows(
             name: cells[index] if index < len(cells) else None
             for name, index in columns.indexes.items()
         }
-        checked = check_worker(values, today, age_rule, row, columns.headers)
-        if isinstance(checked, list):
-            result.problems.extend(checked)
+        cleaned, problems = _clean_fields(values, today, age_rule, row, columns.headers)
+        if problems:
+            result.problems.extend(problems)
+            # Valid even when the worker is outside the age range: the clashes still count.
             id_number = _valid_id_number(values.get("id_number"), today)
+            name, health_pass = cleaned.get("name"), cleaned.get("health_pass")
+            result.refused.append(RefusedRow(row, id_number, name, health_pass))  # type: ignore[arg-type]
         else:
-            result.workers.append(checked)
-            id_number = checked.id_number
+            result.workers.append(_worker_data(cleaned, row))
+            id_number = str(cleaned["id_number"])
         if id_number is not None:
             # Found even when one of the two rows has other problems: fixing those must not
             # reveal a duplicate only at the next import.
@@ -323,6 +351,18 @@ def check_rows(
         if on_progress and done % progress_every == 0:
             on_progress(done)
     refused = {problem.row for problem in result.problems}
+    for worker in result.workers:
+        if worker.row in refused:  # valid cells, but a duplicate in the file
+            result.refused.append(
+                RefusedRow(worker.row, worker.id_number, worker.name, worker.health_pass)
+            )
     result.workers = [worker for worker in result.workers if worker.row not in refused]
-    result.problems.sort(key=lambda p: (p.row, p.column))
+    result.problems = in_file_order(result.problems, columns)
     return result
+
+
+def in_file_order(problems: list[Problem], columns: ColumnMap) -> list[Problem]:
+    """Row by row, and within a row column by column as the file has them: the order the
+    user reads the file in (and the first 500 shown are the first rows' problems)."""
+    position = {header: columns.indexes[name] for name, header in columns.headers.items()}
+    return sorted(problems, key=lambda p: (p.row, position.get(p.column, len(position))))

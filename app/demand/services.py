@@ -6,7 +6,7 @@ task. Rosters are written in bulk statements: a 10,000-row import is a handful o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -37,13 +37,15 @@ from app.demand.models import (
 from app.demand.roster import (
     AgeRule,
     Problem,
+    RefusedRow,
     RosterCheck,
     WorkerData,
     check_rows,
     find_header_row,
+    in_file_order,
     map_columns,
 )
-from app.demand.spreadsheets import SpreadsheetError, read_table
+from app.demand.spreadsheets import MAX_FILE_BYTES, SpreadsheetError, read_table
 from app.extensions import db
 from app.health import services as health
 from app.health.passes import PassFacts, read_pass
@@ -204,11 +206,22 @@ def live_places(
     return found
 
 
+def _refuse_clashes(workers: Iterable[Worker], clashes: dict[str, Clash]) -> None:
+    """All or nothing, but the employer is told who holds a place where (the reference of
+    their own request; nothing of another employer's)."""
+    if clashes:
+        held = sorted(
+            (worker.name, clashes[worker.id_number_hash].reference)
+            for worker in workers
+            if worker.id_number_hash in clashes
+        )
+        raise DomainError("workers.on_other_request", held=held)
+
+
 def _claim_places(request: TransportRequest, entries: list[RosterEntry]) -> None:
     """Give these entries their place; refuse all of them if any person already has one."""
     clashes = live_places([e.id_number_hash for e in entries], request.organization_id, request.id)
-    if clashes:
-        raise DomainError("workers.on_other_request")
+    _refuse_clashes((entry.worker for entry in entries), clashes)
     try:
         with db.session.begin_nested():  # flushes first: every entry has its id
             # One UPDATE per 5,000 entries: the flush wrote one per entry (a province's
@@ -400,10 +413,13 @@ def reject_request(request: TransportRequest, actor: User, reason: str) -> None:
 
 def _check_ages(request: TransportRequest, workers: Iterable[Worker]) -> None:
     rule = age_rule(request.earliest_departure)
-    for worker in workers:
-        years = age_on(worker.birth_date, rule.travel_date)
-        if not rule.min_age <= years <= rule.max_age:
-            raise DomainError("workers.age")
+    outside = sorted(
+        worker.name
+        for worker in workers
+        if not rule.min_age <= age_on(worker.birth_date, rule.travel_date) <= rule.max_age
+    )
+    if outside:
+        raise DomainError("workers.age", workers=outside)
 
 
 ADDABLE = (RequestStatus.DRAFT, RequestStatus.SUBMITTED, RequestStatus.APPROVED)
@@ -419,8 +435,7 @@ def add_workers(request: TransportRequest, workers: list[Worker], actor: User) -
     _check_ages(request, workers)
     # Checked for drafts too, as an import is: better told now than at submission.
     hashes = [worker.id_number_hash for worker in workers]
-    if live_places(hashes, request.organization_id, request.id):
-        raise DomainError("workers.on_other_request")
+    _refuse_clashes(workers, live_places(hashes, request.organization_id, request.id))
     existing = {entry.worker_id: entry for entry in request.entries}
     touched: list[RosterEntry] = []
     newcomers: list[Worker] = []
@@ -529,8 +544,6 @@ def status_counts(request_id: int) -> dict[str, int]:
 
 # --- imports -------------------------------------------------------------------------------
 
-MAX_IMPORT_BYTES = 10 * 1024 * 1024
-
 
 def create_roster_import(
     organization: Organization,
@@ -540,7 +553,7 @@ def create_roster_import(
     request: TransportRequest | None = None,
 ) -> RosterImport:
     """Keep the file and queue the job that checks and saves it (in-process when embedded)."""
-    if len(content) > MAX_IMPORT_BYTES:
+    if len(content) > MAX_FILE_BYTES:
         raise DomainError("file.too_large", field="file")
     if not filename.lower().endswith((".xlsx", ".csv")):
         raise DomainError("file.format", field="file")
@@ -605,17 +618,18 @@ def run_roster_import(import_id: int, report_progress: Callable[[RosterImport], 
     checked = check_rows(table.rows, columns, today(), rule, on_progress=progress)
     roster_import.processed_rows = len(table.rows)
     passes, pass_problems = _read_passes(checked, columns.headers)
-    problems = (
+    problems = in_file_order(
         checked.problems
         + pass_problems
-        + _roster_clashes(roster_import, checked, columns.headers, request)
+        + _roster_clashes(roster_import, checked, columns.headers, request),
+        columns,
     )
     if problems:
         _finish_import(roster_import, problems=problems, unknown=columns.unknown)
         return
     try:
         with db.session.begin_nested():
-            _save_roster(roster_import, checked, request, passes)
+            _save_roster(roster_import, checked, request, passes, columns.indexes.keys())
     except DomainError as error:  # e.g. the request was submitted elsewhere meanwhile
         _finish_import(roster_import, problem=error.code, unknown=columns.unknown)
         return
@@ -632,9 +646,13 @@ def _roster_clashes(
     request: TransportRequest | None,
 ) -> list[Problem]:
     """Rows that clash with what is saved: the same ID on the roster under another name, or
-    already holding a place on another live request."""
+    already holding a place on another live request. Rows refused for other cells are checked
+    too, as far as their cells allow: fixing a phone must not reveal a clash only then."""
     pii = vault()
-    hashes = {pii.lookup_hash(worker.id_number): worker for worker in checked.workers}
+    rows_of: dict[str, list[WorkerData | RefusedRow]] = {}
+    for worker in [*checked.workers, *checked.refused]:
+        if worker.id_number is not None:
+            rows_of.setdefault(pii.lookup_hash(worker.id_number), []).append(worker)
     on_roster = dict(
         db.session.execute(
             select(Worker.id_number_hash, Worker.name).where(
@@ -644,42 +662,44 @@ def _roster_clashes(
     )
     header = headers.get("id_number", "身份证号")
     problems = []
-    for id_hash, worker in hashes.items():
-        if id_hash in on_roster and on_roster[id_hash] != worker.name:
-            problems.append(
-                Problem(
-                    worker.row,
-                    headers.get("name", "姓名"),
-                    worker.name,
-                    "name.differs_on_roster",
-                    place=on_roster[id_hash],
+    for id_hash, workers in rows_of.items():
+        for worker in workers:
+            if id_hash in on_roster and worker.name and on_roster[id_hash] != worker.name:
+                problems.append(
+                    Problem(
+                        worker.row,
+                        headers.get("name", "姓名"),
+                        worker.name,
+                        "name.differs_on_roster",
+                        place=on_roster[id_hash],
+                    )
                 )
-            )
     if request is not None:
-        clashes = live_places(hashes, roster_import.organization_id, request.id)
+        clashes = live_places(rows_of, roster_import.organization_id, request.id)
         for id_hash, clash in clashes.items():
-            worker = hashes[id_hash]
             reason = "id_number.on_own_request" if clash.own else "id_number.on_other_request"
-            problems.append(
-                Problem(
-                    worker.row,
-                    header,
-                    mask_id_number(worker.id_number),
-                    reason,
-                    place=clash.reference or None,
+            for worker in rows_of[id_hash]:
+                problems.append(
+                    Problem(
+                        worker.row,
+                        header,
+                        mask_id_number(worker.id_number or ""),
+                        reason,
+                        place=clash.reference or None,
+                    )
                 )
-            )
     return problems
 
 
 def _read_passes(
     checked: RosterCheck, headers: dict[str, str]
 ) -> tuple[dict[int, PassFacts], list[Problem]]:
-    """The health passes in the file, read once (row -> facts); unreadable ones are problems."""
+    """The health passes in the file, read once (row -> facts); unreadable ones are problems,
+    in rows refused for other cells too."""
     keys = health.trust_list_keys()
     passes: dict[int, PassFacts] = {}
     problems = []
-    for worker in checked.workers:
+    for worker in [*checked.workers, *checked.refused]:
         if not worker.health_pass:
             continue
         facts = read_pass(worker.health_pass, keys)
@@ -704,14 +724,30 @@ def _roster_ids(organization_id: int) -> dict[str, int]:
     )
 
 
+# The worker's columns that hold each optional roster field.
+_OPTIONAL_FIELD_COLUMNS = {
+    "home_region_name": "home_region_name",
+    "group_tag": "group_tag",
+    "emergency_contact_name": "emergency_contact_name",
+    "emergency_contact_phone": "emergency_contact_phone_token",
+}
+
+
 def _save_roster(
     roster_import: RosterImport,
     checked: RosterCheck,
     request: TransportRequest | None,
     passes: dict[int, PassFacts],
+    fields_in_file: Collection[str],
 ) -> None:
     organization_id = roster_import.organization_id
     existing = _roster_ids(organization_id)
+    # A worker already on the roster keeps what the file has no column for (a file of the
+    # required columns must not wipe the groups that seat a village together); an empty cell
+    # in a column the file has clears the value: the file says so.
+    kept = {
+        column for name, column in _OPTIONAL_FIELD_COLUMNS.items() if name not in fields_in_file
+    }
     new_rows, changed_rows, id_hashes = [], [], {}
     for worker in checked.workers:
         columns = _worker_columns(worker)
@@ -720,7 +756,9 @@ def _save_roster(
         if known is None:
             new_rows.append({"organization_id": organization_id, **columns})
         else:
-            changed_rows.append({"id": known, **columns, "updated_at": utcnow()})
+            # Every row has the same keys: the ORM still sends one executemany UPDATE.
+            changed = {name: value for name, value in columns.items() if name not in kept}
+            changed_rows.append({"id": known, **changed, "updated_at": utcnow()})
     ids = existing
     if new_rows:
         # No RETURNING (COPY has none): the new ids are read back in one query.

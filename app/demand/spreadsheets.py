@@ -39,6 +39,10 @@ from openpyxl.xml.constants import SHEET_MAIN_NS
 MAX_COLUMNS = 256
 # An .xlsx is a zip; refuse one whose parts would unpack to more than this (a zip bomb).
 MAX_XLSX_UNCOMPRESSED = 256 * 1024 * 1024
+# The largest file imported. A CSV cell may be as long as that (Python's csv stops at 128 KiB
+# and the whole file would be "unreadable"): a cell too long for its column is then named at
+# its row and column, as in an .xlsx, and no cell holds more than the file already did.
+MAX_FILE_BYTES = 10 * 1024 * 1024
 # Tried in this order: UTF-8 (with or without BOM), then what Chinese Excel saves as "CSV".
 CSV_ENCODINGS = ("utf-8-sig", "gb18030")
 CSV_DELIMITERS = ",;\t"
@@ -310,6 +314,8 @@ def _csv_rows(data: bytes, encoding: str) -> Generator[tuple[int, Sequence[objec
         sample = sample[: sample.rindex("\n")]  # whole lines only
     sample = "\n".join(sample.splitlines()[:_SNIFF_LINES])
     delimiter = _sniff_delimiter(sample)
+    # The limit is the process's, not the reader's: every call sets the same value.
+    csv.field_size_limit(MAX_FILE_BYTES)
     reader = csv.reader(_text(data, encoding), delimiter=delimiter)
     try:
         # A record is one Excel row, even when a quoted cell spans several lines.

@@ -67,7 +67,7 @@ def demand_names() -> dict:
 
 def _refuse(error: DomainError) -> None:
     db.session.rollback()
-    flash(message_for(error.code), "error")
+    flash(message_for(error.code, **error.details), "error")
 
 
 def _per_page() -> int:
