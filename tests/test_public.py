@@ -230,6 +230,29 @@ def test_booking_codes_are_read_as_people_type_them(app, client, scene):
             assert trips.entry_for_token(token_of(found.headers["Location"])).id == worker.entry_id
 
 
+def full_width(text: str) -> str:
+    """As a Chinese keyboard types it: each ASCII letter, digit and hyphen in full width."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def test_full_width_codes_and_digits_find_the_trip_and_use_up_no_attempts(app, client, scene):
+    """０００３ and ＣＭＭ６１－ＫＱ５Ｖ７ from a Chinese keyboard are the worker's digits and code:
+    they lead to the trip page, as often as the worker tries, never to the 429 page."""
+    worker = scene.seated[0]
+    typed = full_width(trips.shown_booking_code(worker.code))
+    assert typed != trips.shown_booking_code(worker.code)
+    for n in range(7):  # more than the five misses one code is allowed
+        found = look_up(client, typed if n % 2 else worker.code, full_width(worker.last4))
+        assert found.status_code == 302, n
+        with app.app_context():
+            assert trips.entry_for_token(token_of(found.headers["Location"])).id == worker.entry_id
+    # Wrong digits in full width are still a miss.
+    wrong = f"{(int(worker.last4) + 1) % 10000:04d}"
+    miss = look_up(client, typed, full_width(wrong))
+    assert miss.status_code == 200
+    assert said(app, NO_MATCH) in miss.get_data(as_text=True)
+
+
 def test_new_booking_codes_use_the_whole_alphabet_evenly():
     """Codes are 10 letters of Crockford's 32, each equally likely: 4,000 codes are all
     different, read back as typed, and use every letter about as often (40,000 letters,

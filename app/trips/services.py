@@ -51,6 +51,7 @@ from app.accounts.services import organization_users, region_coordinators
 from app.core.bulk import bulk_insert
 from app.core.clock import utcnow
 from app.core.errors import DomainError
+from app.core.identity import normalize_identifier
 from app.core.pii import vault
 from app.core.services import record_audit, record_audits
 from app.demand import services as demand
@@ -1287,8 +1288,9 @@ def new_booking_code() -> str:
 
 def normalize_booking_code(text: str | None) -> str | None:
     """The code as stored, from what a person typed or a scanner read ("abcde-fghjk",
-    with spaces, O for 0); None when it cannot be a booking code."""
-    code = "".join((text or "").upper().split()).replace("-", "").translate(_READ_AS)
+    with spaces, O for 0, in full width from a Chinese keyboard); None when it cannot be a
+    booking code."""
+    code = normalize_identifier(text or "").replace("-", "").translate(_READ_AS)
     if len(code) != BOOKING_CODE_LENGTH or any(c not in BOOKING_ALPHABET for c in code):
         return None
     return code
@@ -1394,7 +1396,8 @@ def find_booking(code_text: str | None, last4: str | None) -> RosterEntry | None
         else None
     )
     expected = entry.worker.phone_last4 if entry is not None else "\0\0\0\0"
-    matches = hmac.compare_digest(expected.encode(), (last4 or "").strip().encode())
+    typed = normalize_identifier(last4 or "")  # ０００３ from a Chinese keyboard is 0003
+    matches = hmac.compare_digest(expected.encode(), typed.encode())
     return entry if entry is not None and matches else None
 
 
