@@ -15,18 +15,21 @@ from decimal import Decimal
 import pytest
 import segno
 import zxingcpp
-from flask_babel import gettext
+from flask_babel import force_locale, gettext
 from itsdangerous import TimestampSigner
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
 from app.accounts.models import User
-from app.core.clock import local_today
+from app.core.clock import local_today, utcnow
 from app.core.identity import mask_id_number
 from app.core.models import AuditEntry
 from app.core.pii import vault
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
 from app.extensions import db
+from app.health import services as health
+from app.health.forms import HEALTH_REASONS
+from app.health.models import HealthIssuer
 from app.notify.models import Notification
 from app.public.forms import NO_MATCH
 from app.trips import allocation
@@ -362,6 +365,57 @@ def test_health_results_in_plain_words(app, client, scene, people):
     html = client.get(f"/my-trip/{feverish.token}").get_data(as_text=True)
     assert said(app, "You did not board: fever. Follow the health staff's instructions.") in html
     assert f'action="/my-trip/{feverish.token}/withdraw"' not in html
+
+
+REFUSED_AT_DOOR = "Your health pass will not be accepted when you board."
+NEW_PASS = (
+    "Get a new health pass before the trip and send it to your employer, %(employer)s. "
+    "They are told of this too."
+)
+
+
+def test_a_pass_the_door_will_refuse_is_said_plainly_on_the_trip_page(app, client, scene, people):
+    """The issuer of a seated worker's pass is taken off the trust list after the trip is
+    locked, and the periodic check tells the employer: the worker's page no longer says
+    "cleared" but that the pass will not be accepted at boarding, why, and what to do, in
+    Chinese and in English; the door indeed refuses them."""
+    worker, other = scene.seated[0], scene.seated[1]
+    with app.app_context():
+        coordinator = db.session.get(User, people.coordinator_id)
+        trips.lock_manifest(scene.trip_id, coordinator)
+        db.session.commit()
+    html = client.get(f"/my-trip/{worker.token}").get_data(as_text=True)
+    assert said(app, "Health check: cleared.") in html  # before: the door lets them on
+    assert said(app, REFUSED_AT_DOOR) not in html
+    with app.app_context():
+        admin = db.session.get(User, people.admin_id)
+        health.revoke_issuer(db.session.scalar(select(HealthIssuer)), "密钥泄露", admin)
+        assert health.recheck_departing(utcnow(), timedelta(days=7))["seated_failing"] == 3
+        db.session.commit()
+        employer = db.session.get(TransportRequest, scene.request_id).organization.name
+
+    for language in ("zh_CN", "en"):
+        client.get(f"/language/{language}")
+        page = client.get(f"/my-trip/{worker.token}")
+        html = page.get_data(as_text=True)
+        assert page.status_code == 200
+        with app.test_request_context(), force_locale(language):
+            expected = [
+                gettext(REFUSED_AT_DOOR),
+                gettext(str(HEALTH_REASONS["issuer_revoked"])),
+                gettext(NEW_PASS, employer=employer),
+            ]
+            cleared = gettext("Health check: cleared.")
+        assert all(text in html for text in expected), language
+        assert cleared not in html
+        assert worker.seat in html  # the seat is kept: a new pass may still come
+    client.get("/language/zh_CN")
+
+    with app.app_context():
+        coordinator = db.session.get(User, people.coordinator_id)
+        verdict = trips.board(scene.trip_id, other.code, Decimal("36.5"), coordinator)
+        assert (verdict.code, verdict.reasons) == ("health_blocked", ("issuer_revoked",))
+        db.session.rollback()
 
 
 def test_a_tampered_or_expired_link_gets_a_friendly_page(app, client, scene, monkeypatch):

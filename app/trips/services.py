@@ -1426,6 +1426,17 @@ class BoardingVerdict:
     reasons: tuple[str, ...] = ()  # health reason codes, for "health_blocked"
 
 
+def health_refusal(entry: RosterEntry, trip: Trip) -> tuple[str, ...]:
+    """The health reasons for which the door of ``trip`` refuses this worker, as things stand
+    now (none: it lets them on): their newest certificate judged at the trip's departure with
+    its freshness rule, unless a coordinator's written override covers every reason. Only a
+    first leg's door judges health (later legs take those who boarded the one feeding them)."""
+    checker = health.Checker(trip.health_freshness_hours)
+    certificate = health.current_certificates([entry.worker_id]).get(entry.worker_id)
+    verdict = checker.verdict(entry.worker, certificate, trip.departs_at)
+    return verdict.reasons if health.refuses(entry, verdict) else ()
+
+
 def board(trip_id: int, code_text: str, celsius: Decimal, actor: User) -> BoardingVerdict:
     """A scanned or typed boarding pass and a temperature: boarded, or why not. A repeated
     scan records nothing twice."""
@@ -1466,13 +1477,10 @@ def board(trip_id: int, code_text: str, celsius: Decimal, actor: User) -> Boardi
             isolated = before is not None and before.boarding == "isolated"
             return BoardingVerdict("fever" if isolated else "missed_connection", name, shown)
     else:  # the health certificate, judged at the door
-        checker = health.Checker(trip.health_freshness_hours)
-        certificate = health.current_certificates([entry.worker_id]).get(entry.worker_id)
-        verdict = checker.verdict(entry.worker, certificate, trip.departs_at)
-        overridden = set((entry.override_reasons or "").split(",")) - {""}
-        if not set(verdict.reasons) <= overridden:
+        refused = health_refusal(entry, trip)
+        if refused:
             record_audit("boarding.health_blocked", seat, actor, trip_id=trip.id)
-            return BoardingVerdict("health_blocked", name, shown, reasons=verdict.reasons)
+            return BoardingVerdict("health_blocked", name, shown, reasons=refused)
     fever = "fever" in evaluate_temperature(celsius, health.policy()).reasons
     seat.boarding = "isolated" if fever else "boarded"
     seat.boarded_at, seat.temperature, seat.boarding_by_id = utcnow(), celsius, actor.id
