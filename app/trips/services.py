@@ -1432,8 +1432,8 @@ def health_refusal(entry: RosterEntry, trip: Trip) -> tuple[str, ...]:
     its freshness rule, unless a coordinator's written override covers every reason. Only a
     first leg's door judges health (later legs take those who boarded the one feeding them)."""
     checker = health.Checker(trip.health_freshness_hours)
-    certificate = health.current_certificates([entry.worker_id]).get(entry.worker_id)
-    verdict = checker.verdict(entry.worker, certificate, trip.departs_at)
+    claims = health.current_claims([entry.worker_id]).get(entry.worker_id)  # one statement
+    verdict = checker.verdict(entry.worker, claims, trip.departs_at)
     return verdict.reasons if health.refuses(entry, verdict) else ()
 
 
