@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 import segno
 import zxingcpp
-from flask_babel import force_locale, gettext
+from flask_babel import force_locale, format_date, format_time, gettext
 from itsdangerous import TimestampSigner
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
@@ -416,6 +416,84 @@ def test_a_pass_the_door_will_refuse_is_said_plainly_on_the_trip_page(app, clien
         verdict = trips.board(scene.trip_id, other.code, Decimal("36.5"), coordinator)
         assert (verdict.code, verdict.reasons) == ("health_blocked", ("issuer_revoked",))
         db.session.rollback()
+
+
+NO_SEAT_YET = "You have no seat yet. You will get a text message when you do."
+TRIP_CANCELLED = "Your trip %(trip)s on %(date)s at %(time)s has been cancelled."
+AFTER_CANCELLING = (
+    "Do not go to %(place)s. Your employer and the coordinators will arrange another trip: "
+    "you will get a text message with your new seat."
+)
+
+
+def test_a_cancelled_trip_is_said_on_the_page_until_the_worker_has_a_new_seat(
+    app, client, client_as, scene
+):
+    """The coordinator cancels the locked trip: a worker who missed the SMS reads on their
+    page that their trip (reference, day and time) is cancelled and what comes next, in
+    Chinese and English, not "no seat yet"; a worker who never had a seat on it is not told
+    so; once seated again, the page shows the new seat."""
+    worker = scene.seated[0]
+    coordinator = client_as("coordinator")
+    assert submit(coordinator, f"/trips/{scene.trip_id}/lock", form_url=f"/trips/{scene.trip_id}")
+    cancelled = submit(
+        coordinator,
+        f"/trips/{scene.trip_id}/cancel",
+        {"reason": "车辆故障"},
+        form_url=f"/trips/{scene.trip_id}",
+    )
+    assert cancelled.status_code == 302
+    with app.app_context():
+        trip = db.session.get(Trip, scene.trip_id)
+        assert trip.status == "cancelled"
+        reference, departs = trip.reference, trip.departs_at
+        never_seated = trips.trip_page_token(scene.waiting[0])
+
+    for language in ("zh_CN", "en"):
+        client.get(f"/language/{language}")
+        html = client.get(f"/my-trip/{worker.token}").get_data(as_text=True)
+        with app.test_request_context(), force_locale(language):
+            expected = [
+                gettext(
+                    TRIP_CANCELLED,
+                    trip=reference,
+                    date=format_date(departs, "full"),
+                    time=format_time(departs, "short"),
+                ),
+                gettext(AFTER_CANCELLING, place="云阳汽车站"),
+            ]
+            no_seat = gettext(NO_SEAT_YET)
+        assert all(text in html for text in expected), language
+        assert no_seat not in html
+        assert worker.seat not in html
+    client.get("/language/zh_CN")
+    html = client.get(f"/my-trip/{never_seated}").get_data(as_text=True)
+    assert said(app, NO_SEAT_YET) in html
+    assert reference not in html
+
+    # A new trip, and a seat on it: the page shows that, and no longer the cancellation.
+    with app.app_context():
+        old = db.session.get(Trip, scene.trip_id)
+        leg = trips.Leg(
+            old.origin_region_code,
+            old.origin_point,
+            old.origin_address,
+            old.destination_region_code,
+            old.destination_point,
+            None,
+            old.departs_at + timedelta(hours=2),
+            old.arrives_at + timedelta(hours=2),
+            10,
+        )
+        coordinator_user = db.session.get(User, old.created_by_id)
+        vehicle = scenario.vehicle("渝F67890", "coach-45")
+        new = trips.create_trip(vehicle, leg, coordinator_user, {scene.request_id: WORKERS})
+        trips.allocate_seats(new.id, coordinator_user)
+        db.session.commit()
+        assert trips.itinerary(worker.entry_id)
+    html = client.get(f"/my-trip/{worker.token}").get_data(as_text=True)
+    assert reference not in html
+    assert "渝F67890" in html
 
 
 def test_a_tampered_or_expired_link_gets_a_friendly_page(app, client, scene, monkeypatch):

@@ -176,6 +176,12 @@ def my_trip(token: str):
         (a, a.trip, a.trip.vehicle.seat_map.seat(a.seat_label)) for a in trips.itinerary(entry.id)
     ]
     refused = _door_refusal(entry, legs)
+    # A worker waiting again because their trip was cancelled is told so, not "no seat yet".
+    waiting = not legs and entry.status in (
+        EntryStatus.PENDING,
+        EntryStatus.CLEARED,
+        EntryStatus.BLOCKED,
+    )
     can_withdraw = entry.status in WITHDRAWABLE and all(
         trip.status in SEATING_STATUSES and not assignment.boarding
         for assignment, trip, _seat in legs
@@ -187,6 +193,7 @@ def my_trip(token: str):
         legs=legs,
         health=_health(entry, refused),
         refused=refused,
+        cancelled=trips.cancelled_trip(entry.id) if waiting else None,
         booking_code=trips.shown_booking_code(entry.booking_code),
         show_pass=bool(legs and entry.booking_code and entry.status != EntryStatus.WITHDRAWN),
         can_withdraw=can_withdraw,

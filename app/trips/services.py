@@ -66,6 +66,7 @@ from app.trips import allocation
 from app.trips.models import (
     RUNNING_STATUSES,
     SEATING_STATUSES,
+    CancelledSeat,
     Handover,
     SeatAssignment,
     Trip,
@@ -1000,6 +1001,14 @@ def cancel_trip(trip_id: int, reason: str, actor: User) -> int:
         _tell_seats(trip, taken, "cancelled")
     request_ids = {a.entry.request_id for a in taken} | {load.request_id for load in trip.loads}
     _lock_requests(request_ids)
+    db.session.execute(  # kept for the workers' pages: the seats themselves go
+        insert(CancelledSeat).from_select(
+            ["trip_id", "roster_entry_id"],
+            select(SeatAssignment.trip_id, SeatAssignment.roster_entry_id).where(
+                SeatAssignment.trip_id == trip.id
+            ),
+        )
+    )
     _free([trip], set())
     trip.status = TripStatus.CANCELLED.value
     trip.cancelled_at = utcnow()
@@ -1092,6 +1101,17 @@ def itinerary(entry_id: int) -> list[SeatAssignment]:
     """A worker's seats across legs, in travel order, with each leg's trip, vehicle and crew
     loaded in the same statement."""
     return list(db.session.scalars(_itinerary(), {"entry_id": entry_id}).unique())
+
+
+def cancelled_trip(entry_id: int) -> Trip | None:
+    """The trip most lately cancelled with this worker's seat on it, if any."""
+    return db.session.scalar(
+        select(Trip)
+        .join(CancelledSeat, CancelledSeat.trip_id == Trip.id)
+        .where(CancelledSeat.roster_entry_id == entry_id)
+        .order_by(Trip.cancelled_at.desc())
+        .limit(1)
+    )
 
 
 @dataclass(frozen=True)
