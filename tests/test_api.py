@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from app.api import services as api
 from app.demand.models import RosterEntry, TransportRequest, Worker
 from app.extensions import db
+from app.trips import services as trips
 from app.trips.models import SeatAssignment, Trip
 from tests import scenario
 from tests.conftest import People, make_app, submit
@@ -215,6 +216,27 @@ def test_public_lookup_answers_one_way_for_every_miss(app, people, as_role, thre
     )
     assert wrong_digits.status_code == unknown.status_code == 404
     assert wrong_digits.json == unknown.json
+
+
+def test_public_lookup_reads_full_width_codes_and_digits(app, people, three_employers):  # noqa: F811
+    """A code and digits typed on a Chinese keyboard (ＡＢＣＤＥ－ＦＧＨＪＫ, ０００３) find the
+    trip, and a worker who looks again and again in full width is never refused."""
+    trip_id = make_trip(app, people, three_employers)
+    with app.app_context():
+        seat = db.session.scalar(select(SeatAssignment).where(SeatAssignment.trip_id == trip_id))
+        code, last4 = seat.entry.booking_code, seat.entry.worker.phone_last4
+
+    def full_width(text: str) -> str:
+        return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+    public = Api(app.test_client(), None)
+    typed = full_width(trips.shown_booking_code(code))
+    answers = [
+        public.post("/public/trip-lookup", json={"booking_code": typed, "last4": full_width(last4)})
+        for _ in range(7)
+    ]
+    assert [a.status_code for a in answers] == [200] * 7
+    assert "/my-trip/" in answers[0].json["trip_page"]
 
 
 def test_public_lookup_limits_count_misses_only(app, people, three_employers):  # noqa: F811

@@ -60,11 +60,23 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-def test_worker_trip_page_on_a_360px_phone(app, people, issuer_key, live_server, chromium_path):
+# Everything on the page whose right edge is past the screen's (an element can stick out of
+# a box that hides its overflow, where the page's scrollWidth does not see it).
+STICKING_OUT = """width => [...document.querySelectorAll('body *')]
+    .filter(e => e.getBoundingClientRect().right > width + 0.5)
+    .map(e => e.tagName + '.' + e.className + ': ' + e.textContent.trim().slice(0, 40))"""
+
+
+@pytest.mark.parametrize("language", ["zh_CN", "en"])
+def test_worker_trip_page_on_a_360px_phone(
+    app, people, issuer_key, live_server, chromium_path, language
+):
+    """The trip page of a worker whose coach has a driver and an escort, in either language:
+    in English the "Where to be" column left the crew's ☎ numbers 395 px wide."""
     scene = build_scene(app, people, issuer_key)
     worker = scene.seated[0]
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = Path(ARTIFACTS / "worker-trip-360.png")
+    shot = Path(ARTIFACTS / f"worker-trip-360-{language}.png")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
@@ -88,9 +100,14 @@ def test_worker_trip_page_on_a_360px_phone(app, people, issuer_key, live_server,
                 ),
             )
             page.on("requestfailed", lambda r: problems.append(f"failed {r.url}"))
+            page.goto(f"{live_server}/language/{language}")
             answer = page.goto(f"{live_server}/my-trip/{worker.token}")
             assert answer is not None
             assert answer.status == 200
+            assert page.locator("html").get_attribute("lang").startswith(language[:2])
+            # The crew are there to call: the driver and the escort.
+            for phone in ("13900001111", "13700002222"):
+                assert page.locator(f".leg a.call:has-text('{phone}')").is_visible()
 
             seat = page.locator(".my-seat")
             assert seat.inner_text().strip() == worker.seat
@@ -106,8 +123,9 @@ def test_worker_trip_page_on_a_360px_phone(app, people, issuer_key, live_server,
             )
             assert body_size >= 16
 
-            # No sideways scrolling on a 360 px screen.
+            # No sideways scrolling on a 360 px screen, and nothing sticking out.
             assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH
+            assert page.evaluate(STICKING_OUT, WIDTH) == []
 
             # The QR boarding pass loaded and reads back as the booking code.
             qr = page.locator("img.qr")

@@ -15,18 +15,21 @@ from decimal import Decimal
 import pytest
 import segno
 import zxingcpp
-from flask_babel import gettext
+from flask_babel import force_locale, format_date, format_time, gettext
 from itsdangerous import TimestampSigner
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
 from app.accounts.models import User
-from app.core.clock import local_today
+from app.core.clock import local_today, utcnow
 from app.core.identity import mask_id_number
 from app.core.models import AuditEntry
 from app.core.pii import vault
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest
 from app.extensions import db
+from app.health import services as health
+from app.health.forms import HEALTH_REASONS
+from app.health.models import HealthIssuer
 from app.notify.models import Notification
 from app.public.forms import NO_MATCH
 from app.trips import allocation
@@ -230,6 +233,29 @@ def test_booking_codes_are_read_as_people_type_them(app, client, scene):
             assert trips.entry_for_token(token_of(found.headers["Location"])).id == worker.entry_id
 
 
+def full_width(text: str) -> str:
+    """As a Chinese keyboard types it: each ASCII letter, digit and hyphen in full width."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def test_full_width_codes_and_digits_find_the_trip_and_use_up_no_attempts(app, client, scene):
+    """０００３ and ＣＭＭ６１－ＫＱ５Ｖ７ from a Chinese keyboard are the worker's digits and code:
+    they lead to the trip page, as often as the worker tries, never to the 429 page."""
+    worker = scene.seated[0]
+    typed = full_width(trips.shown_booking_code(worker.code))
+    assert typed != trips.shown_booking_code(worker.code)
+    for n in range(7):  # more than the five misses one code is allowed
+        found = look_up(client, typed if n % 2 else worker.code, full_width(worker.last4))
+        assert found.status_code == 302, n
+        with app.app_context():
+            assert trips.entry_for_token(token_of(found.headers["Location"])).id == worker.entry_id
+    # Wrong digits in full width are still a miss.
+    wrong = f"{(int(worker.last4) + 1) % 10000:04d}"
+    miss = look_up(client, typed, full_width(wrong))
+    assert miss.status_code == 200
+    assert said(app, NO_MATCH) in miss.get_data(as_text=True)
+
+
 def test_new_booking_codes_use_the_whole_alphabet_evenly():
     """Codes are 10 letters of Crockford's 32, each equally likely: 4,000 codes are all
     different, read back as typed, and use every letter about as often (40,000 letters,
@@ -339,6 +365,135 @@ def test_health_results_in_plain_words(app, client, scene, people):
     html = client.get(f"/my-trip/{feverish.token}").get_data(as_text=True)
     assert said(app, "You did not board: fever. Follow the health staff's instructions.") in html
     assert f'action="/my-trip/{feverish.token}/withdraw"' not in html
+
+
+REFUSED_AT_DOOR = "Your health pass will not be accepted when you board."
+NEW_PASS = (
+    "Get a new health pass before the trip and send it to your employer, %(employer)s. "
+    "They are told of this too."
+)
+
+
+def test_a_pass_the_door_will_refuse_is_said_plainly_on_the_trip_page(app, client, scene, people):
+    """The issuer of a seated worker's pass is taken off the trust list after the trip is
+    locked, and the periodic check tells the employer: the worker's page no longer says
+    "cleared" but that the pass will not be accepted at boarding, why, and what to do, in
+    Chinese and in English; the door indeed refuses them."""
+    worker, other = scene.seated[0], scene.seated[1]
+    with app.app_context():
+        coordinator = db.session.get(User, people.coordinator_id)
+        trips.lock_manifest(scene.trip_id, coordinator)
+        db.session.commit()
+    html = client.get(f"/my-trip/{worker.token}").get_data(as_text=True)
+    assert said(app, "Health check: cleared.") in html  # before: the door lets them on
+    assert said(app, REFUSED_AT_DOOR) not in html
+    with app.app_context():
+        admin = db.session.get(User, people.admin_id)
+        health.revoke_issuer(db.session.scalar(select(HealthIssuer)), "密钥泄露", admin)
+        assert health.recheck_departing(utcnow(), timedelta(days=7))["seated_failing"] == 3
+        db.session.commit()
+        employer = db.session.get(TransportRequest, scene.request_id).organization.name
+
+    for language in ("zh_CN", "en"):
+        client.get(f"/language/{language}")
+        page = client.get(f"/my-trip/{worker.token}")
+        html = page.get_data(as_text=True)
+        assert page.status_code == 200
+        with app.test_request_context(), force_locale(language):
+            expected = [
+                gettext(REFUSED_AT_DOOR),
+                gettext(str(HEALTH_REASONS["issuer_revoked"])),
+                gettext(NEW_PASS, employer=employer),
+            ]
+            cleared = gettext("Health check: cleared.")
+        assert all(text in html for text in expected), language
+        assert cleared not in html
+        assert worker.seat in html  # the seat is kept: a new pass may still come
+    client.get("/language/zh_CN")
+
+    with app.app_context():
+        coordinator = db.session.get(User, people.coordinator_id)
+        verdict = trips.board(scene.trip_id, other.code, Decimal("36.5"), coordinator)
+        assert (verdict.code, verdict.reasons) == ("health_blocked", ("issuer_revoked",))
+        db.session.rollback()
+
+
+NO_SEAT_YET = "You have no seat yet. You will get a text message when you do."
+TRIP_CANCELLED = "Your trip %(trip)s on %(date)s at %(time)s has been cancelled."
+AFTER_CANCELLING = (
+    "Do not go to %(place)s. Your employer and the coordinators will arrange another trip: "
+    "you will get a text message with your new seat."
+)
+
+
+def test_a_cancelled_trip_is_said_on_the_page_until_the_worker_has_a_new_seat(
+    app, client, client_as, scene
+):
+    """The coordinator cancels the locked trip: a worker who missed the SMS reads on their
+    page that their trip (reference, day and time) is cancelled and what comes next, in
+    Chinese and English, not "no seat yet"; a worker who never had a seat on it is not told
+    so; once seated again, the page shows the new seat."""
+    worker = scene.seated[0]
+    coordinator = client_as("coordinator")
+    assert submit(coordinator, f"/trips/{scene.trip_id}/lock", form_url=f"/trips/{scene.trip_id}")
+    cancelled = submit(
+        coordinator,
+        f"/trips/{scene.trip_id}/cancel",
+        {"reason": "车辆故障"},
+        form_url=f"/trips/{scene.trip_id}",
+    )
+    assert cancelled.status_code == 302
+    with app.app_context():
+        trip = db.session.get(Trip, scene.trip_id)
+        assert trip.status == "cancelled"
+        reference, departs = trip.reference, trip.departs_at
+        never_seated = trips.trip_page_token(scene.waiting[0])
+
+    for language in ("zh_CN", "en"):
+        client.get(f"/language/{language}")
+        html = client.get(f"/my-trip/{worker.token}").get_data(as_text=True)
+        with app.test_request_context(), force_locale(language):
+            expected = [
+                gettext(
+                    TRIP_CANCELLED,
+                    trip=reference,
+                    date=format_date(departs, "full"),
+                    time=format_time(departs, "short"),
+                ),
+                gettext(AFTER_CANCELLING, place="云阳汽车站"),
+            ]
+            no_seat = gettext(NO_SEAT_YET)
+        assert all(text in html for text in expected), language
+        assert no_seat not in html
+        assert worker.seat not in html
+    client.get("/language/zh_CN")
+    html = client.get(f"/my-trip/{never_seated}").get_data(as_text=True)
+    assert said(app, NO_SEAT_YET) in html
+    assert reference not in html
+
+    # A new trip, and a seat on it: the page shows that, and no longer the cancellation.
+    with app.app_context():
+        old = db.session.get(Trip, scene.trip_id)
+        leg = trips.Leg(
+            old.origin_region_code,
+            old.origin_point,
+            old.origin_address,
+            old.destination_region_code,
+            old.destination_point,
+            None,
+            old.departs_at + timedelta(hours=2),
+            old.arrives_at + timedelta(hours=2),
+            10,
+        )
+        coordinator_user = db.session.get(User, old.created_by_id)
+        vehicle = scenario.vehicle("渝F67890", "coach-45")
+        new = trips.create_trip(vehicle, leg, coordinator_user, {scene.request_id: WORKERS})
+        trips.allocate_seats(new.id, coordinator_user)
+        db.session.commit()
+        assert trips.itinerary(worker.entry_id)
+    html = client.get(f"/my-trip/{worker.token}").get_data(as_text=True)
+    assert reference not in html
+    assert "渝F67890" in html
 
 
 def test_a_tampered_or_expired_link_gets_a_friendly_page(app, client, scene, monkeypatch):

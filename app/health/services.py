@@ -565,6 +565,13 @@ def apply_verdict(entry: RosterEntry, verdict: Verdict) -> bool:
     return not reasons
 
 
+def refuses(entry: RosterEntry, verdict: Verdict) -> bool:
+    """Whether the verdict stops this worker: it gives a reason that no coordinator's written
+    override of the entry covers (as at the door and in the periodic check of the seated)."""
+    overridden = set((entry.override_reasons or "").split(",")) - {""}
+    return not set(verdict.reasons) <= overridden
+
+
 def load_workers(entries: Iterable[RosterEntry]) -> None:
     """Give these entries their workers with one query per 5,000 (as ``selectinload`` does),
     instead of one lazy load per ``entry.worker``: 238,000 queries on a province's
@@ -851,8 +858,7 @@ def _warn_of_seated(*conditions, after: datetime, until: datetime | None = None)
         verdict = checkers[hours].verdict(
             entry.worker, certificates.get(entry.worker_id), departs_at
         )
-        overridden = set((entry.override_reasons or "").split(",")) - {""}
-        if not set(verdict.reasons) <= overridden:
+        if refuses(entry, verdict):
             failing.setdefault(entry.request_id, []).append((entry, ",".join(verdict.reasons)))
     for listed in failing.values():
         _tell_employer(listed)

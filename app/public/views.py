@@ -121,8 +121,22 @@ def _phone_text(phone: str | None) -> str:
     return text[3:] if text.startswith("+86") else text
 
 
-def _health(entry: RosterEntry) -> str:
+def _door_refusal(entry: RosterEntry, legs: list) -> tuple[str, ...]:
+    """Why the door the seated worker goes through next would refuse them now (nothing: it
+    lets them on), judged as that door judges: the roster status of a seated worker is not
+    judged again (they keep the seat, a new pass may still come), their pass is."""
+    if entry.status != EntryStatus.SEATED:
+        return ()
+    for assignment, trip, _seat in legs:
+        if trip.connects_from_id is None and assignment.boarding is None:
+            return trips.health_refusal(entry, trip)
+    return ()
+
+
+def _health(entry: RosterEntry, refused: tuple[str, ...]) -> str:
     """What the page says of the worker's health result, in plain words."""
+    if refused:
+        return "refused"
     if entry.status == EntryStatus.WITHDRAWN:
         return "withdrawn"
     if entry.status == EntryStatus.NO_SHOW:
@@ -161,6 +175,13 @@ def my_trip(token: str):
     legs = [
         (a, a.trip, a.trip.vehicle.seat_map.seat(a.seat_label)) for a in trips.itinerary(entry.id)
     ]
+    refused = _door_refusal(entry, legs)
+    # A worker waiting again because their trip was cancelled is told so, not "no seat yet".
+    waiting = not legs and entry.status in (
+        EntryStatus.PENDING,
+        EntryStatus.CLEARED,
+        EntryStatus.BLOCKED,
+    )
     can_withdraw = entry.status in WITHDRAWABLE and all(
         trip.status in SEATING_STATUSES and not assignment.boarding
         for assignment, trip, _seat in legs
@@ -170,7 +191,9 @@ def my_trip(token: str):
         entry=entry,
         token=token,
         legs=legs,
-        health=_health(entry),
+        health=_health(entry, refused),
+        refused=refused,
+        cancelled=trips.cancelled_trip(entry.id) if waiting else None,
         booking_code=trips.shown_booking_code(entry.booking_code),
         show_pass=bool(legs and entry.booking_code and entry.status != EntryStatus.WITHDRAWN),
         can_withdraw=can_withdraw,

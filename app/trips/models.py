@@ -198,6 +198,25 @@ class SeatAssignment(db.Model):
     )
 
 
+class CancelledSeat(db.Model):
+    """A worker's seat that went with its trip's cancellation (the seat itself is freed): their
+    trip page says the trip is cancelled until they have a seat again, for a worker who missed
+    the SMS."""
+
+    __tablename__ = "cancelled_seats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trip_id: Mapped[int] = mapped_column(ForeignKey("trips.id", ondelete="CASCADE"))
+    roster_entry_id: Mapped[int] = mapped_column(
+        ForeignKey("roster_entries.id", ondelete="CASCADE")
+    )
+
+    __table_args__ = (
+        # The worker's page looks theirs up: the entry first.
+        UniqueConstraint("roster_entry_id", "trip_id", name="uq_cancelled_seats_entry_trip"),
+    )
+
+
 class Handover(db.Model):
     """An employer's representative confirms how many of a request's workers a trip brought
     to the site (出家门、上车门、到厂门: the last door). One per trip and request."""

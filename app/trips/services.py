@@ -51,6 +51,7 @@ from app.accounts.services import organization_users, region_coordinators
 from app.core.bulk import bulk_insert
 from app.core.clock import utcnow
 from app.core.errors import DomainError
+from app.core.identity import normalize_identifier
 from app.core.pii import vault
 from app.core.services import record_audit, record_audits
 from app.demand import services as demand
@@ -65,6 +66,7 @@ from app.trips import allocation
 from app.trips.models import (
     RUNNING_STATUSES,
     SEATING_STATUSES,
+    CancelledSeat,
     Handover,
     SeatAssignment,
     Trip,
@@ -1001,6 +1003,14 @@ def cancel_trip(trip_id: int, reason: str, actor: User) -> int:
         _tell_seats(trip, taken, "cancelled", f"v{trip.seats_version}")
     request_ids = {a.entry.request_id for a in taken} | {load.request_id for load in trip.loads}
     _lock_requests(request_ids)
+    db.session.execute(  # kept for the workers' pages: the seats themselves go
+        insert(CancelledSeat).from_select(
+            ["trip_id", "roster_entry_id"],
+            select(SeatAssignment.trip_id, SeatAssignment.roster_entry_id).where(
+                SeatAssignment.trip_id == trip.id
+            ),
+        )
+    )
     _free([trip], set())
     trip.status = TripStatus.CANCELLED.value
     trip.cancelled_at = utcnow()
@@ -1093,6 +1103,17 @@ def itinerary(entry_id: int) -> list[SeatAssignment]:
     """A worker's seats across legs, in travel order, with each leg's trip, vehicle and crew
     loaded in the same statement."""
     return list(db.session.scalars(_itinerary(), {"entry_id": entry_id}).unique())
+
+
+def cancelled_trip(entry_id: int) -> Trip | None:
+    """The trip most lately cancelled with this worker's seat on it, if any."""
+    return db.session.scalar(
+        select(Trip)
+        .join(CancelledSeat, CancelledSeat.trip_id == Trip.id)
+        .where(CancelledSeat.roster_entry_id == entry_id)
+        .order_by(Trip.cancelled_at.desc())
+        .limit(1)
+    )
 
 
 @dataclass(frozen=True)
@@ -1293,8 +1314,9 @@ def new_booking_code() -> str:
 
 def normalize_booking_code(text: str | None) -> str | None:
     """The code as stored, from what a person typed or a scanner read ("abcde-fghjk",
-    with spaces, O for 0); None when it cannot be a booking code."""
-    code = "".join((text or "").upper().split()).replace("-", "").translate(_READ_AS)
+    with spaces, O for 0, in full width from a Chinese keyboard); None when it cannot be a
+    booking code."""
+    code = normalize_identifier(text or "").replace("-", "").translate(_READ_AS)
     if len(code) != BOOKING_CODE_LENGTH or any(c not in BOOKING_ALPHABET for c in code):
         return None
     return code
@@ -1400,7 +1422,8 @@ def find_booking(code_text: str | None, last4: str | None) -> RosterEntry | None
         else None
     )
     expected = entry.worker.phone_last4 if entry is not None else "\0\0\0\0"
-    matches = hmac.compare_digest(expected.encode(), (last4 or "").strip().encode())
+    typed = normalize_identifier(last4 or "")  # ０００３ from a Chinese keyboard is 0003
+    matches = hmac.compare_digest(expected.encode(), typed.encode())
     return entry if entry is not None and matches else None
 
 
@@ -1427,6 +1450,17 @@ class BoardingVerdict:
     seat: str | None = None
     their_trip: Trip | None = None
     reasons: tuple[str, ...] = ()  # health reason codes, for "health_blocked"
+
+
+def health_refusal(entry: RosterEntry, trip: Trip) -> tuple[str, ...]:
+    """The health reasons for which the door of ``trip`` refuses this worker, as things stand
+    now (none: it lets them on): their newest certificate judged at the trip's departure with
+    its freshness rule, unless a coordinator's written override covers every reason. Only a
+    first leg's door judges health (later legs take those who boarded the one feeding them)."""
+    checker = health.Checker(trip.health_freshness_hours)
+    claims = health.current_claims([entry.worker_id]).get(entry.worker_id)  # one statement
+    verdict = checker.verdict(entry.worker, claims, trip.departs_at)
+    return verdict.reasons if health.refuses(entry, verdict) else ()
 
 
 def board(trip_id: int, code_text: str, celsius: Decimal, actor: User) -> BoardingVerdict:
@@ -1469,13 +1503,10 @@ def board(trip_id: int, code_text: str, celsius: Decimal, actor: User) -> Boardi
             isolated = before is not None and before.boarding == "isolated"
             return BoardingVerdict("fever" if isolated else "missed_connection", name, shown)
     else:  # the health certificate, judged at the door
-        checker = health.Checker(trip.health_freshness_hours)
-        certificate = health.current_certificates([entry.worker_id]).get(entry.worker_id)
-        verdict = checker.verdict(entry.worker, certificate, trip.departs_at)
-        overridden = set((entry.override_reasons or "").split(",")) - {""}
-        if not set(verdict.reasons) <= overridden:
+        refused = health_refusal(entry, trip)
+        if refused:
             record_audit("boarding.health_blocked", seat, actor, trip_id=trip.id)
-            return BoardingVerdict("health_blocked", name, shown, reasons=verdict.reasons)
+            return BoardingVerdict("health_blocked", name, shown, reasons=refused)
     fever = "fever" in evaluate_temperature(celsius, health.policy()).reasons
     seat.boarding = "isolated" if fever else "boarded"
     seat.boarded_at, seat.temperature, seat.boarding_by_id = utcnow(), celsius, actor.id
