@@ -438,3 +438,32 @@ def test_ids_beyond_the_databases_integers_are_refused_by_name(any_database):
             assert list(created.json["error"]["fields"]) == ["loads"]
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Trip)) == 0
+
+
+def test_paging_out_of_range_is_refused_naming_the_parameter(app, as_role, client):
+    """page and per_page outside what the document says (1 to 100,000; 1 to 100) are
+    refused, not quietly clamped."""
+    employer = as_role("employer")
+    for query, name in (
+        ("per_page=0", "per_page"),
+        ("per_page=-1", "per_page"),
+        ("per_page=101", "per_page"),
+        ("per_page=ten", "per_page"),
+        ("page=-5", "page"),
+        ("page=0", "page"),
+        ("page=100001", "page"),
+        ("page=1.5", "page"),
+    ):
+        refused = employer.get(f"/workers?{query}")
+        assert refused.status_code == 400, query
+        assert list(refused.json["error"]["fields"]) == [name], query
+    assert (
+        "per_page"
+        in as_role("employer", "zh-CN").get("/requests?per_page=0").json["error"]["fields"]
+    )
+    assert employer.get("/workers?page=3&per_page=100").json["page"] == 3
+    document = client.get("/api/v1/openapi.json").json
+    for path in ("/workers", "/requests", "/trips", "/requests/{request_id}/workers"):
+        parameters = {p["name"]: p["schema"] for p in document["paths"][path]["get"]["parameters"]}
+        assert parameters["page"] == {"type": "integer", "minimum": 1, "maximum": 100_000}
+        assert parameters["per_page"] == {"type": "integer", "minimum": 1, "maximum": 100}

@@ -10,6 +10,7 @@ Creates honour an ``Idempotency-Key`` header.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from functools import wraps
 
@@ -190,13 +191,30 @@ def bind(form_class, payload: dict, **kwargs):
     return form_class(formdata=data, meta={"csrf": False}, **kwargs)
 
 
-MAX_PAGE = 100_000
-PAGE_PARAMETER = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}
+PAGING = {
+    "page": {"type": "integer", "minimum": 1, "maximum": 100_000},
+    "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
+}
+
+
+def _paging(name: str, default: int) -> int:
+    """A paging parameter as the document gives its range; anything else is refused."""
+    text, described = request.args.get(name), PAGING[name]
+    if text is None:
+        return default
+    low, high = described["minimum"], described["maximum"]
+    if not re.fullmatch(r"[0-9]{1,7}", text) or not low <= int(text) <= high:
+        raise ApiError(
+            400,
+            "invalid",
+            _("Some fields are not valid."),
+            {name: [_("A whole number from %(low)s to %(high)s.", low=low, high=high)]},
+        )
+    return int(text)
 
 
 def _page(query, serialize: Callable, endpoint_name: str, **values) -> dict:
-    per_page = min(max(request.args.get("per_page", 50, type=int) or 50, 1), 100)
-    number = min(max(request.args.get("page", 1, type=int) or 1, 1), MAX_PAGE)
+    per_page, number = _paging("per_page", 50), _paging("page", 1)
     page = db.paginate(query, page=number, per_page=per_page, error_out=False)
 
     def link(number: int | None) -> str | None:
@@ -321,7 +339,7 @@ def worker_json(worker: Worker) -> dict:
     (EMPLOYER,),
     "workers",
     response=schema.page_of(WORKER),
-    query={"page": PAGE_PARAMETER},
+    query=PAGING,
 )
 @roles_required(EMPLOYER)
 def list_workers():
@@ -568,7 +586,7 @@ def _run_request_change(transport_request: TransportRequest, operation: Callable
     (EMPLOYER, COORDINATOR, ADMIN),
     "requests",
     response=schema.page_of(REQUEST),
-    query={"page": PAGE_PARAMETER, "status": {"type": "string"}},
+    query={**PAGING, "status": {"type": "string"}},
 )
 @roles_required(EMPLOYER, COORDINATOR, ADMIN)
 def list_requests():
@@ -727,7 +745,7 @@ ENTRY = {
     (EMPLOYER, COORDINATOR, ADMIN),
     "requests",
     response=schema.page_of(ENTRY),
-    query={"page": PAGE_PARAMETER},
+    query=PAGING,
 )
 @roles_required(EMPLOYER, COORDINATOR, ADMIN)
 def request_entries(request_id: int):
@@ -860,7 +878,7 @@ def trip_json(trip: Trip, with_counts: bool = True) -> dict:
     (COORDINATOR, ADMIN),
     "trips",
     response=schema.page_of(TRIP),
-    query={"page": PAGE_PARAMETER},
+    query=PAGING,
 )
 @roles_required(COORDINATOR, ADMIN)
 def list_trips():
