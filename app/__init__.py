@@ -15,6 +15,7 @@ from sqlalchemy.exc import ArgumentError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from app.core.base import MAX_ID
 from config import INSTANCE_PATH, load_config
 
 
@@ -131,7 +132,7 @@ class DatabaseId(IntegerConverter):
 
     def __init__(self, map, *args, **kwargs) -> None:
         kwargs.setdefault("min", 1)
-        kwargs.setdefault("max", 2**31 - 1)
+        kwargs.setdefault("max", MAX_ID)
         super().__init__(map, *args, **kwargs)
 
 

@@ -374,3 +374,118 @@ def test_create_trips_and_give_their_seats_in_one_call(app, people, as_role, thr
     planned = {v["vehicle"]: sum(x["workers"] for x in v["loads"]) for v in plan.json["vehicles"]}
     assert {trip["vehicle"]: trip["boarding"]["seated"] for trip in made} == planned
     assert sum(planned.values()) == 43
+
+
+def test_the_api_refuses_json_of_the_wrong_type_and_names_the_field(app, as_role):
+    """A health pass, a name or a worker id of the wrong JSON type is refused next to its
+    field, in the caller's language, and nothing is saved (a number as the health pass was a
+    500, a number as the name was taken as text, and true was read as worker id 1)."""
+    client = as_role("employer")
+    for wrong in (123, ["a"], {"a": 1}):
+        refused = client.post("/workers", json=worker_form(health_pass=wrong))
+        assert refused.status_code == 422
+        assert refused.json["error"]["fields"] == {"health_pass": ["Must be text."]}
+    named = client.post("/workers", json=worker_form(name=5))
+    assert named.status_code == 422
+    assert named.json["error"]["fields"] == {"name": ["Must be text."]}
+    chinese = as_role("employer", "zh-CN").post("/workers", json=worker_form(group_tag=True))
+    assert chinese.status_code == 422
+    assert re.search(r"[\u4e00-\u9fff]", chinese.json["error"]["fields"]["group_tag"][0])
+    rows = [worker_form(), worker_form(id_number=LI, name="李四", health_pass=123)]
+    bulk = client.post("/workers/bulk", json={"workers": rows})
+    assert bulk.status_code == 422
+    assert bulk.json["error"]["fields"] == {"workers[1].health_pass": ["Must be text."]}
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Worker)) == 0
+    worker = client.post("/workers", json=worker_form()).json
+    changed = client.put(f"/workers/{worker['id']}", json=worker_form(name="王五", health_pass=[1]))
+    assert changed.status_code == 422
+    assert changed.json["error"]["fields"] == {"health_pass": ["Must be text."]}
+    assert client.get(f"/workers/{worker['id']}").json["name"] == "张三"
+    site = client.post("/requests", json=request_form(site_name=5))
+    assert site.status_code == 422
+    assert site.json["error"]["fields"] == {"site_name": ["Must be text."]}
+    draft = client.post("/requests", json=request_form()).json
+    for wrong in ([True], [str(worker["id"])], [1.0], "1"):
+        added = client.post(f"/requests/{draft['id']}/workers", json={"worker_ids": wrong})
+        assert added.status_code == 422, wrong
+        assert list(added.json["error"]["fields"]) == ["worker_ids"]
+    assert sum(client.get(f"/requests/{draft['id']}").json["counts"].values()) == 0
+    from tests.test_trips import leg_form
+
+    plan = as_role("coordinator").post(
+        "/trips/plan", json={**leg_form(origin_point=5, alternate_seats="y"), "requests": [1]}
+    )
+    assert plan.status_code == 422
+    assert plan.json["error"]["fields"] == {
+        "origin_point": ["Must be text."],
+        "alternate_seats": ["Must be true or false."],
+    }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database(request) -> tuple:
+    """The app and its people on SQLite, then on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("app"), request.getfixturevalue("people")
+    return request.getfixturevalue("pg_app"), request.getfixturevalue("pg_people")
+
+
+def test_ids_beyond_the_databases_integers_are_refused_by_name(any_database):
+    """An id no database row can have (PostgreSQL integers end at 2**31 - 1) is refused next
+    to its field, never sent to the database (it was a 500: integer out of range)."""
+    from tests.test_trips import leg_form
+
+    app, people = any_database
+    employer = Api(app.test_client(), token_for(app, people.employer_a_id))
+    coordinator = Api(app.test_client(), token_for(app, people.coordinator_id))
+    draft = employer.post("/requests", json=request_form()).json
+    for too_big in (2**31, 2**40, 2**70):
+        added = employer.post(f"/requests/{draft['id']}/workers", json={"worker_ids": [too_big]})
+        assert added.status_code == 422
+        assert list(added.json["error"]["fields"]) == ["worker_ids"]
+        for name, value in (
+            ("requests", [too_big]),
+            ("vehicles", [too_big]),
+            ("connects_from_id", too_big),
+        ):
+            body = {**leg_form(), "requests": [1], "vehicles": [1], name: value}
+            plan = coordinator.post("/trips/plan", json=body)
+            assert plan.status_code == 422, name
+            assert list(plan.json["error"]["fields"]) == [name]
+        for name in ("vehicle_id", "request_id"):
+            load = {"vehicle_id": 1, "request_id": draft["id"], "workers": 1, name: too_big}
+            created = coordinator.post("/trips", json={"leg": leg_form(), "loads": [load]})
+            assert created.status_code == 422, name
+            assert list(created.json["error"]["fields"]) == ["loads"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Trip)) == 0
+
+
+def test_paging_out_of_range_is_refused_naming_the_parameter(app, as_role, client):
+    """page and per_page outside what the document says (1 to 100,000; 1 to 100) are
+    refused, not quietly clamped."""
+    employer = as_role("employer")
+    for query, name in (
+        ("per_page=0", "per_page"),
+        ("per_page=-1", "per_page"),
+        ("per_page=101", "per_page"),
+        ("per_page=ten", "per_page"),
+        ("page=-5", "page"),
+        ("page=0", "page"),
+        ("page=100001", "page"),
+        ("page=1.5", "page"),
+    ):
+        refused = employer.get(f"/workers?{query}")
+        assert refused.status_code == 400, query
+        assert list(refused.json["error"]["fields"]) == [name], query
+    assert (
+        "per_page"
+        in as_role("employer", "zh-CN").get("/requests?per_page=0").json["error"]["fields"]
+    )
+    assert employer.get("/workers?page=3&per_page=100").json["page"] == 3
+    document = client.get("/api/v1/openapi.json").json
+    for path in ("/workers", "/requests", "/trips", "/requests/{request_id}/workers"):
+        parameters = {p["name"]: p["schema"] for p in document["paths"][path]["get"]["parameters"]}
+        assert parameters["page"] == {"type": "integer", "minimum": 1, "maximum": 100_000}
+        assert parameters["per_page"] == {"type": "integer", "minimum": 1, "maximum": 100}

@@ -624,3 +624,35 @@ def test_correcting_an_id_number_cannot_take_someone_elses_live_place(pg_app, pg
         worker_form(name="李四", id_number=other, phone="13800138001"),
     )
     assert response.status_code == 302
+
+
+def test_a_departure_more_than_a_year_ahead_is_refused_on_its_field(app, client_as, people):
+    """A typo like 9999 or 2062 for the year is refused next to the date, on the page and
+    through the API, and no request is saved (it was accepted)."""
+    employer = client_as("employer")
+    far = TODAY + timedelta(days=367)
+    for changes, field in (
+        ({"earliest_departure": "9999-12-30", "latest_departure": "9999-12-31"}, "earliest"),
+        ({"latest_departure": far.isoformat()}, "latest"),
+    ):
+        refused = submit(employer, "/requests/new", request_form(**changes))
+        assert refused.status_code == 200
+        assert errors(refused) == ["出发日期距今超过一年：请检查年份。"], field
+    from tests.test_api import token_for
+
+    api = app.test_client()
+    headers = {
+        "Authorization": f"Bearer {token_for(app, people.employer_a_id)}",
+        "Accept-Language": "en",
+    }
+    answer = api.post(
+        "/api/v1/requests", json=request_form(latest_departure=far.isoformat()), headers=headers
+    )
+    assert answer.status_code == 422
+    assert answer.json["error"]["fields"] == {
+        "latest_departure": ["The departure is more than a year ahead: check the year."]
+    }
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(TransportRequest)) == 0
+    a_year = request_form(latest_departure=(TODAY + timedelta(days=366)).isoformat())
+    assert submit(employer, "/requests/new", a_year).status_code == 302

@@ -493,6 +493,9 @@ def test_worker_form_never_fails_on_a_strange_health_pass(signed_in_employer, is
                 "health_pass": health_pass,
             },
         )
+        if "\0" in health_pass:  # no input may hold a NUL byte: refused before the form
+            assert response.status_code == 400
+            return
         assert response.status_code in (200, 302), response.status_code
         seen.add(response.status_code)
 

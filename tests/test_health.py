@@ -872,3 +872,35 @@ def test_every_reason_the_rules_give_has_a_sentence():
     from app.health.rules import REASON_CODES
 
     assert set(REASON_CODES) == set(HEALTH_REASONS)
+
+
+OUT_OF_RANGE = "请填写 2000-01-01 至 2099-12-31 之间的日期。"
+
+
+def test_an_issuers_validity_outside_a_sane_range_is_refused_on_its_field(app, client_as):
+    """Valid until 9999-12-31 or from 0001-01-01 is a typo: refused next to the field, on
+    the new and the edit form, with nothing saved (the day arithmetic overflowed: a 500)."""
+    admin = client_as("admin")
+    private_pem, _public_jwk = generate_key()
+    issuer = {
+        "name": "奉节县卫健委",
+        "region_code": "500236",
+        "public_key": private_pem,
+        "valid_from": "2026-01-01",
+    }
+    for changes in ({"valid_until": "9999-12-31"}, {"valid_from": "0001-01-01"}):
+        refused = submit(admin, "/admin/issuers/new", {**issuer, **changes})
+        assert refused.status_code == 200
+        assert errors(refused) == [OUT_OF_RANGE]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(HealthIssuer)) == 0
+    assert submit(admin, "/admin/issuers/new", issuer).status_code == 302
+    with app.app_context():
+        issuer_id = db.session.scalar(select(HealthIssuer.id))
+    edit = f"/admin/issuers/{issuer_id}"
+    for changes in ({"valid_until": "9999-12-31"}, {"valid_from": "0001-01-01"}):
+        refused = submit(admin, edit, {"name": "改名", "valid_from": "2026-01-01", **changes})
+        assert errors(refused) == [OUT_OF_RANGE]
+    with app.app_context():
+        kept = db.session.get(HealthIssuer, issuer_id)
+        assert (kept.name, kept.valid_until) == ("奉节县卫健委", None)

@@ -608,3 +608,31 @@ def test_share_costs_in_proportion_and_unshared_trips():
     assert [row.name for row in mine.by_employer] == ["B"]
     assert mine.total.hire == Decimal("25.00")
     assert not mine.unshared.trips
+
+
+OUT_OF_RANGE = "请填写 2000-01-01 至 2099-12-31 之间的日期。"
+
+
+@pytest.mark.parametrize(
+    "window", ["from=9999-12-01&to=9999-12-31", "from=0001-01-01&to=0001-01-31", "to=0001-01-31"]
+)
+def test_a_report_range_outside_a_sane_range_is_refused_on_its_field(client_as, window):
+    """A year like 0001 or 9999 is refused next to the field and the default range shown;
+    the export answers 400 with the message (both overflowed the day arithmetic: a 500)."""
+    coordinator = client_as("coordinator")
+    page = coordinator.get(f"/reports?{window}")
+    assert page.status_code == 200
+    assert OUT_OF_RANGE in page.get_data(as_text=True)
+    assert 'class="field has-error"' in page.get_data(as_text=True)
+    export = coordinator.get(f"/reports/export.csv?table=costs-employer&{window}")
+    assert export.status_code == 400
+    assert OUT_OF_RANGE in export.get_data(as_text=True)
+
+
+def test_an_export_of_a_range_the_wrong_way_round_is_refused(client_as):
+    """The export says what the page says instead of quietly using the default range."""
+    export = client_as("coordinator").get(
+        "/reports/export.csv?table=daily&from=2026-03-01&to=2026-02-01"
+    )
+    assert export.status_code == 400
+    assert "结束日期不能早于开始日期。" in export.get_data(as_text=True)

@@ -23,7 +23,7 @@ import pytest
 import segno
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.accounts import services as accounts
 from app.accounts.models import User
@@ -49,6 +49,7 @@ from tests.conftest import (
     sign_in,
     submit,
 )
+from tests.test_demand import worker_form
 
 DAY = local_today("Asia/Shanghai") + timedelta(days=2)
 
@@ -715,3 +716,59 @@ def test_a_scan_is_shown_inline_only_as_an_image_or_pdf(app, people, tmp_path):
         else:
             assert served.mimetype == "application/octet-stream", sent_type
             assert served.headers["Content-Disposition"] == "attachment", sent_type
+
+
+NUL_REFUSED = "输入中含有无法保存的字符（NUL 空字符）"
+
+
+def test_a_nul_byte_in_any_input_is_refused_with_a_clear_400_on_postgresql(pg_app, pg_people):
+    """PostgreSQL cannot keep a NUL byte in text: anywhere in a query, a form or a JSON body
+    it is refused before a view runs, with a page (or the API's error) that says so in the
+    user's language (it was a 500 from psycopg, even for someone not signed in)."""
+    anonymous = pg_app.test_client()
+    login = submit(anonymous, "/login", {"email": "x\x00y@example.cn", "password": PASSWORD})
+    assert login.status_code == 400
+    assert NUL_REFUSED in login.get_data(as_text=True)
+    admin, coordinator = pg_app.test_client(), pg_app.test_client()
+    assert sign_in(admin, People.EMAILS["admin"]).status_code == 302
+    assert sign_in(coordinator, People.EMAILS["coordinator"]).status_code == 302
+    for client, url in (
+        (admin, "/organizations?q=a%00"),
+        (coordinator, "/queue?origin=5%00"),
+        (coordinator, "/trips/plan?origin=5%00"),
+    ):
+        refused = client.get(url)
+        assert refused.status_code == 400, url
+        assert NUL_REFUSED in refused.get_data(as_text=True), url
+    with pg_app.app_context():
+        _token, secret = create_token(db.session.get(User, pg_people.employer_a_id), "HR")
+        db.session.commit()
+    api = pg_app.test_client()
+    headers = {"Authorization": f"Bearer {secret}", "Accept-Language": "en"}
+    for field in ("name", "group_tag"):
+        body = {**worker_form(), field: "王\x00明"}
+        refused = api.post("/api/v1/workers", json=body, headers=headers)
+        assert refused.status_code == 400
+        error = refused.json["error"]
+        assert error["code"] == "invalid_character"
+        assert "NUL" in error["message"]
+        assert list(error["fields"]) == [field]
+    bulk = api.post("/api/v1/workers/bulk", json={"workers": [{"name\x00": "x"}]}, headers=headers)
+    assert list(bulk.json["error"]["fields"]) == ["workers[0].name"]
+    with pg_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Worker)) == 0
+
+
+def test_sqlite_no_longer_stores_a_nul_byte(app, people):
+    with app.app_context():
+        _token, secret = create_token(db.session.get(User, people.employer_a_id), "HR")
+        db.session.commit()
+    refused = app.test_client().post(
+        "/api/v1/workers",
+        json={**worker_form(), "name": "王\u0000明"},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert refused.status_code == 400
+    assert NUL_REFUSED in refused.json["error"]["message"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Worker)) == 0

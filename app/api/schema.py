@@ -25,6 +25,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Regexp
 
+from app.core.base import MAX_ID
 from app.demand.roster import COLUMNS
 
 
@@ -60,6 +61,9 @@ def endpoint(
     return describe
 
 
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+
+
 def field_schema(form_field: Field) -> dict:
     if isinstance(form_field, BooleanField):
         schema: dict = {"type": "boolean"}
@@ -72,7 +76,9 @@ def field_schema(form_field: Field) -> dict:
     elif isinstance(form_field, TimeField):
         schema = {"type": "string", "pattern": r"^\d{2}:\d{2}$"}
     elif isinstance(form_field, SelectMultipleField):
-        schema = {"type": "array", "items": {"type": "integer"}}
+        schema = {"type": "array", "items": ID}
+    elif isinstance(form_field, SelectField) and form_field.coerce is int:
+        schema = {"type": "integer", "minimum": 0, "maximum": MAX_ID}  # an id, 0: none
     elif isinstance(form_field, SelectField) and form_field.choices:
         schema = {"type": "string", "enum": [str(c[0]) for c in form_field.iter_choices()]}
     else:
@@ -191,7 +197,7 @@ def document(title: str, version: str) -> dict:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                "schema": ID,
             }
             for name in _path_names(op.path)
         ]

@@ -10,6 +10,7 @@ Creates honour an ``Idempotency-Key`` header.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from functools import wraps
 
@@ -25,6 +26,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -38,6 +40,7 @@ from app.api.forms import TokenForm
 from app.api.models import ApiToken
 from app.api.schema import endpoint
 from app.core.access import Role, get_visible_or_404, roles_required, select_visible
+from app.core.base import MAX_ID
 from app.core.errors import DomainError, error_body, json_error
 from app.demand import services as demand
 from app.demand.exports import masked_worker
@@ -111,8 +114,59 @@ def _domain_error(error: DomainError, messages: Callable[..., str]) -> ApiError:
 
 
 def _invalid(form) -> ApiError:
-    fields = {name: [str(m) for m in errors] for name, errors in form.errors.items()}
+    return _invalid_fields({name: [str(m) for m in errors] for name, errors in form.errors.items()})
+
+
+def _invalid_fields(fields: dict[str, list[str]]) -> ApiError:
     return ApiError(422, "invalid", _("Some fields are not valid."), fields)
+
+
+TYPE_MESSAGES = {
+    "string": _l("Must be text."),
+    "integer": _l("Must be a whole number."),
+    "boolean": _l("Must be true or false."),
+    "array": _l("Must be a list."),
+}
+
+
+def _of_type(value: object, described: dict) -> bool:
+    kind = described.get("type")
+    if kind == "array":
+        items = described.get("items", {})
+        return isinstance(value, list) and all(_of_type(item, items) for item in value)
+    if kind == "integer":  # a form reads its numbers from text, as the pages send them
+        return isinstance(value, int | str) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    return True
+
+
+def _type_problems(values: dict, properties: dict, prefix: str = "") -> dict[str, list[str]]:
+    """The fields whose JSON type is not the one the document gives (null counts as left
+    out): what a form or the roster, which read text, cannot see. They check the values."""
+    return {
+        prefix + name: [str(TYPE_MESSAGES[properties[name]["type"]])]
+        for name, value in values.items()
+        if value is not None and name in properties and not _of_type(value, properties[name])
+    }
+
+
+def _is_id(value: object, lowest: int = 1) -> bool:
+    """An id a row can have: a whole number from 1 to MAX_ID (true is not 1); ``lowest=0``
+    for a count stored beside ids."""
+    return isinstance(value, int) and not isinstance(value, bool) and lowest <= value <= MAX_ID
+
+
+def _check_ids(ids_by_field: dict[str, list]) -> None:
+    """Ids are checked before any query: one beyond the database's integers is an error
+    there (PostgreSQL) or in the driver (SQLite)."""
+    for field, ids in ids_by_field.items():
+        if not all(_is_id(i) for i in ids):
+            raise _invalid_fields(
+                {field: [_("Ids are whole numbers from 1 to %(max)s.", max=MAX_ID)]}
+            )
 
 
 def _payload() -> dict:
@@ -124,6 +178,9 @@ def _payload() -> dict:
 
 def bind(form_class, payload: dict, **kwargs):
     """A pages' form filled from JSON, validated by the same rules (CSRF off: no cookies)."""
+    wrong = _type_problems(payload, schema.form_schema(form_class)["properties"])
+    if wrong:
+        raise _invalid_fields(wrong)
     data = MultiDict()
     for name, value in payload.items():
         for item in value if isinstance(value, list) else [value]:
@@ -135,13 +192,30 @@ def bind(form_class, payload: dict, **kwargs):
     return form_class(formdata=data, meta={"csrf": False}, **kwargs)
 
 
-MAX_PAGE = 100_000
-PAGE_PARAMETER = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}
+PAGING = {
+    "page": {"type": "integer", "minimum": 1, "maximum": 100_000},
+    "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
+}
+
+
+def _paging(name: str, default: int) -> int:
+    """A paging parameter as the document gives its range; anything else is refused."""
+    text, described = request.args.get(name), PAGING[name]
+    if text is None:
+        return default
+    low, high = described["minimum"], described["maximum"]
+    if not re.fullmatch(r"[0-9]{1,7}", text) or not low <= int(text) <= high:
+        raise ApiError(
+            400,
+            "invalid",
+            _("Some fields are not valid."),
+            {name: [_("A whole number from %(low)s to %(high)s.", low=low, high=high)]},
+        )
+    return int(text)
 
 
 def _page(query, serialize: Callable, endpoint_name: str, **values) -> dict:
-    per_page = min(max(request.args.get("per_page", 50, type=int) or 50, 1), 100)
-    number = min(max(request.args.get("page", 1, type=int) or 1, 1), MAX_PAGE)
+    per_page, number = _paging("per_page", 50), _paging("page", 1)
     page = db.paginate(query, page=number, per_page=per_page, error_out=False)
 
     def link(number: int | None) -> str | None:
@@ -266,7 +340,7 @@ def worker_json(worker: Worker) -> dict:
     (EMPLOYER,),
     "workers",
     response=schema.page_of(WORKER),
-    query={"page": PAGE_PARAMETER},
+    query=PAGING,
 )
 @roles_required(EMPLOYER)
 def list_workers():
@@ -274,9 +348,12 @@ def list_workers():
     return _page(query, worker_json, "api.list_workers")
 
 
+WORKER_FIELDS = schema.worker_schema()["properties"]
+
+
 def _checked_worker(values: dict, row: int = 0):
+    """A worker's columns checked as a row of an import (their JSON types checked first)."""
     text = {c.field: values.get(c.field) for c in COLUMNS}
-    text = {k: (str(v) if v is not None else None) for k, v in text.items()}
     return check_worker(text, demand.today(), demand.age_rule(), row=row)
 
 
@@ -291,6 +368,9 @@ def _problems_as_fields(problems, prefix: str = "") -> dict[str, list[str]]:
 
 
 def _save_worker(values: dict, worker: Worker | None) -> Worker:
+    wrong = _type_problems(values, WORKER_FIELDS)
+    if wrong:
+        raise _invalid_fields(wrong)
     checked = _checked_worker(values)
     if not hasattr(checked, "id_number"):
         raise ApiError(
@@ -400,6 +480,10 @@ def bulk_workers():
     checked = []
     seen: dict[str, int] = {}
     for n, values in enumerate(rows):
+        wrong = _type_problems(values, WORKER_FIELDS, f"workers[{n}].")
+        if wrong:
+            fields.update(wrong)
+            continue
         result = _checked_worker(values, row=n)
         if hasattr(result, "id_number"):
             if result.id_number in seen:
@@ -503,7 +587,7 @@ def _run_request_change(transport_request: TransportRequest, operation: Callable
     (EMPLOYER, COORDINATOR, ADMIN),
     "requests",
     response=schema.page_of(REQUEST),
-    query={"page": PAGE_PARAMETER, "status": {"type": "string"}},
+    query={**PAGING, "status": {"type": "string"}},
 )
 @roles_required(EMPLOYER, COORDINATOR, ADMIN)
 def list_requests():
@@ -594,7 +678,7 @@ def change_request(request_id: int, action: str):
 ADD_WORKERS = {
     "type": "object",
     "required": ["worker_ids"],
-    "properties": {"worker_ids": {"type": "array", "items": {"type": "integer"}, "maxItems": 5000}},
+    "properties": {"worker_ids": {"type": "array", "items": schema.ID, "maxItems": 5000}},
 }
 
 
@@ -613,13 +697,9 @@ ADD_WORKERS = {
 def add_request_workers(request_id: int):
     found = get_visible_or_404(TransportRequest, request_id)
     ids = _payload().get("worker_ids")
-    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-        raise ApiError(
-            422,
-            "invalid",
-            _("Some fields are not valid."),
-            {"worker_ids": [_("A list of worker ids is needed.")]},
-        )
+    if not isinstance(ids, list):
+        raise _invalid_fields({"worker_ids": [_("A list of worker ids is needed.")]})
+    _check_ids({"worker_ids": ids})
     workers = list(db.session.scalars(select_visible(Worker).where(Worker.id.in_(ids))))
     if len(workers) != len(set(ids)):
         raise ApiError(
@@ -666,7 +746,7 @@ ENTRY = {
     (EMPLOYER, COORDINATOR, ADMIN),
     "requests",
     response=schema.page_of(ENTRY),
-    query={"page": PAGE_PARAMETER},
+    query=PAGING,
 )
 @roles_required(EMPLOYER, COORDINATOR, ADMIN)
 def request_entries(request_id: int):
@@ -799,7 +879,7 @@ def trip_json(trip: Trip, with_counts: bool = True) -> dict:
     (COORDINATOR, ADMIN),
     "trips",
     response=schema.page_of(TRIP),
-    query={"page": PAGE_PARAMETER},
+    query=PAGING,
 )
 @roles_required(COORDINATOR, ADMIN)
 def list_trips():
@@ -901,9 +981,9 @@ APPLY_LOADS = {
         "type": "object",
         "required": ["vehicle_id", "request_id", "workers"],
         "properties": {
-            "vehicle_id": {"type": "integer"},
-            "request_id": {"type": "integer"},
-            "workers": {"type": "integer", "minimum": 0},
+            "vehicle_id": schema.ID,
+            "request_id": schema.ID,
+            "workers": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
         },
     },
 }
@@ -916,6 +996,14 @@ def _plan_form(payload: dict) -> PlanForm:
         getattr(form, name).validate_choice = False
     if not form.validate():
         raise _invalid(form)
+    feeder = form.connects_from_id.data
+    _check_ids(
+        {
+            "requests": form.requests.data or [],
+            "vehicles": form.vehicles.data or [],
+            "connects_from_id": [feeder] if feeder else [],
+        }
+    )
     return form
 
 
@@ -1010,9 +1098,11 @@ def create_trips():
     form = _plan_form(leg_fields)
     loads: dict[int, dict[int, int]] = {}
     for row in rows:
-        if not isinstance(row, dict) or not all(
-            isinstance(row.get(k), int) and row[k] >= 0
-            for k in ("vehicle_id", "request_id", "workers")
+        if not (
+            isinstance(row, dict)
+            and _is_id(row.get("vehicle_id"))
+            and _is_id(row.get("request_id"))
+            and _is_id(row.get("workers"), lowest=0)
         ):
             raise ApiError(
                 422,
@@ -1243,6 +1333,9 @@ def _lookup_code_key() -> str:
 )
 def trip_lookup():
     body = _payload()
+    wrong = _type_problems(body, LOOKUP["properties"])
+    if wrong:
+        raise _invalid_fields(wrong)
     entry = trips.find_booking(str(body.get("booking_code") or ""), str(body.get("last4") or ""))
     if entry is None:
         raise ApiError(

@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, MetaData, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, registry
 
+# The largest id a row can have: PostgreSQL's integer (ids are 1 to this).
+MAX_ID = 2**31 - 1
+
 # Named constraints make Alembic migrations deterministic on PostgreSQL and SQLite alike.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

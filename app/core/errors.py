@@ -30,7 +30,27 @@ class DomainError(Exception):
         self.details = details
 
 
+class UnusableCharacter(Exception):
+    """Input holding a NUL byte, which no text column keeps (PostgreSQL refuses it, SQLite
+    would store it). ``field`` names where it was."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
 def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(UnusableCharacter)
+    def unusable_character(error: UnusableCharacter):
+        message = _(
+            "The input contains a character that cannot be saved (a NUL byte) in %(field)s: "
+            "remove it and try again.",
+            field=error.field,
+        )
+        if request.path.startswith("/api/"):
+            return jsonify(error_body("invalid_character", message, {error.field: [message]})), 400
+        return render_template("errors/error.html", status=400, message=message), 400
+
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
         return render_template("errors/error.html", status=400, csrf=True), 400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import date, datetime
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -13,6 +14,15 @@ from app.core.identity import InvalidIdentifier
 from app.extensions import db
 
 REQUIRED = _l("This field is required.")
+
+# The dates a person means on any form; a year like 0001 or 9999 is a typo (and the local
+# day's arithmetic and UTC conversion overflow near either end of what a date holds).
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
+DAY_OUT_OF_RANGE = _l(
+    "Give a date from %(first)s to %(last)s.",
+    first=FIRST_DAY.isoformat(),
+    last=LAST_DAY.isoformat(),
+)
 
 CREDIT_CODE_MESSAGES = {
     "empty": REQUIRED,
@@ -68,6 +78,14 @@ def identifier_validator(
 
     check.pattern = pattern  # type: ignore[attr-defined]
     return check
+
+
+def plausible_day(form: FlaskForm, field: Field) -> None:
+    """A WTForms validator: the date lies from FIRST_DAY to LAST_DAY (a form filled from a
+    model, and not sent the field, holds the model's datetime)."""
+    day = field.data.date() if isinstance(field.data, datetime) else field.data
+    if day and not FIRST_DAY <= day <= LAST_DAY:
+        raise ValidationError(DAY_OUT_OF_RANGE)
 
 
 def save_or_show(

@@ -84,6 +84,7 @@ MESSAGES = {
     "entry.cannot_withdraw": _l("This worker can no longer be withdrawn."),
     "latest_departure.before_earliest": _l("The latest departure is before the earliest."),
     "earliest_departure.past": _l("The earliest departure date has passed."),
+    "departure.too_far": _l("The departure is more than a year ahead: check the year."),
     "decision_reason.required": _l("Please give the reason; the employer will see it."),
     "request.stale": _l("Someone else changed this request meanwhile; please look again."),
     **INPUT_PROBLEMS,

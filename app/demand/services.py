@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from flask import current_app
 from sqlalchemy import func, insert, select, update
@@ -251,6 +251,7 @@ def _release_places(request: TransportRequest) -> None:
 
 # --- transport requests --------------------------------------------------------------------
 
+DEPARTURE_HORIZON = timedelta(days=366)
 REQUEST_FIELDS = (
     "origin_region_code",
     "origin_region_name",
@@ -273,6 +274,10 @@ def _check_departure_window(fields: dict) -> None:
         raise DomainError("latest_departure.before_earliest", field="latest_departure")
     if fields["earliest_departure"] < today():
         raise DomainError("earliest_departure.past", field="earliest_departure")
+    # A campaign is planned weeks ahead: a year further is a typo (2062 for 2026).
+    for name in ("earliest_departure", "latest_departure"):
+        if fields[name] > today() + DEPARTURE_HORIZON:
+            raise DomainError("departure.too_far", field=name)
 
 
 def create_request(organization: Organization, fields: dict, actor: User) -> TransportRequest:

@@ -6,7 +6,13 @@ from flask_wtf.file import FileAllowed, FileField, FileSize
 from wtforms import DateField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from app.core.forms import REGION_CODE_MESSAGES, REGION_CODE_PATTERN, REQUIRED, identifier_validator
+from app.core.forms import (
+    REGION_CODE_MESSAGES,
+    REGION_CODE_PATTERN,
+    REQUIRED,
+    identifier_validator,
+    plausible_day,
+)
 from app.core.identity import validate_region_code
 
 TOO_LONG = _l("Too long.")
@@ -73,9 +79,11 @@ class IssuerForm(FlaskForm):
         validators=[DataRequired(REQUIRED), Length(max=5000, message=TOO_LONG)],
         description=_l("EC P-256. The key id is its RFC 7638 thumbprint."),
     )
-    valid_from = DateField(_l("Valid from"), validators=[DataRequired(REQUIRED)])
+    valid_from = DateField(_l("Valid from"), validators=[DataRequired(REQUIRED), plausible_day])
     valid_until = DateField(
-        _l("Valid until"), validators=[Optional()], description=_l("Empty: no end date.")
+        _l("Valid until"),
+        validators=[Optional(), plausible_day],
+        description=_l("Empty: no end date."),
     )
 
 
@@ -99,8 +107,8 @@ class PaperCertificateForm(FlaskForm):
         _l("Certificate number"),
         validators=[DataRequired(REQUIRED), Length(max=100, message=TOO_LONG)],
     )
-    issued_on = DateField(_l("Issue date"), validators=[DataRequired(REQUIRED)])
-    valid_until = DateField(_l("Valid until"), validators=[DataRequired(REQUIRED)])
+    issued_on = DateField(_l("Issue date"), validators=[DataRequired(REQUIRED), plausible_day])
+    valid_until = DateField(_l("Valid until"), validators=[DataRequired(REQUIRED), plausible_day])
     status = SelectField(
         _l("Health status"),
         choices=[SelectChoice(value, label) for value, label in STATUS_NAMES.items()],

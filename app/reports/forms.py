@@ -6,6 +6,7 @@ from wtforms import DateField, Field, TextAreaField
 from wtforms.validators import Length, Optional, ValidationError
 from wtforms.widgets import TextInput
 
+from app.core.forms import plausible_day
 from app.reports.services import MAX_WINDOW_DAYS, parse_amount
 
 AMOUNT_HELP = _l("Yuan, for example 3200 or 3200.50. Leave empty if not known yet; 0 if waived.")
@@ -82,8 +83,8 @@ class RangeForm(FlaskForm):
     class Meta:
         csrf = False
 
-    date_from = DateField(_l("First day"), name="from", validators=[Optional()])
-    date_to = DateField(_l("Last day"), name="to", validators=[Optional()])
+    date_from = DateField(_l("First day"), name="from", validators=[Optional(), plausible_day])
+    date_to = DateField(_l("Last day"), name="to", validators=[Optional(), plausible_day])
 
     def validate_date_to(self, field) -> None:
         if field.data and self.date_from.data:

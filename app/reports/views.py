@@ -166,7 +166,11 @@ def _day_charts(trips: services.TripFigures, window: services.Window) -> list[tu
 @bp.get("/reports/export.<any(xlsx, csv):fmt>")
 @readers
 def export(fmt: str):
-    window = _window(_range_form())
+    form = _range_form()
+    window = _window(form)
+    if form.errors:  # a file is not a page: the range refused is said, not replaced
+        message = " ".join(str(m) for messages in form.errors.values() for m in messages)
+        return render_template("errors/error.html", status=400, message=message), 400
     return exports.report_file(request.args.get("table", ""), current_user, window, fmt)
 
 

@@ -31,6 +31,7 @@ from app.core.forms import (
     REGION_CODE_PATTERN,
     REQUIRED,
     identifier_validator,
+    plausible_day,
 )
 from app.core.identity import normalize_mobile, validate_region_code
 from app.trips.models import TripStatus
@@ -146,9 +147,9 @@ class LegForm(FlaskForm):
     destination_address = StringField(
         _l("Destination address"), validators=[Optional(), Length(max=200)]
     )
-    departs_on = DateField(_l("Departure date"), validators=[DataRequired(REQUIRED)])
+    departs_on = DateField(_l("Departure date"), validators=[DataRequired(REQUIRED), plausible_day])
     departs_time = TimeField(_l("Departure time"), validators=[DataRequired(REQUIRED)])
-    arrives_on = DateField(_l("Arrival date"), validators=[DataRequired(REQUIRED)])
+    arrives_on = DateField(_l("Arrival date"), validators=[DataRequired(REQUIRED), plausible_day])
     arrives_time = TimeField(_l("Arrival time (estimated)"), validators=[DataRequired(REQUIRED)])
     max_load_percent = IntegerField(
         _l("Maximum load (percent of rated seats)"),
