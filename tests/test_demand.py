@@ -147,6 +147,30 @@ def test_worker_form_explains_every_problem_in_chinese(client_as):
     assert any("Excel" in message for message in shown)  # lost digits: never repaired
 
 
+def test_removing_a_worker_on_a_request_says_which_request_and_what_to_do(app, client_as):
+    """A worker on a live request is withdrawn there first; one a past request lists stays on
+    the roster. Both refusals name the request (the message asked to withdraw them from a
+    request it did not name, even from a cancelled one that has no way to)."""
+    employer = client_as("employer")
+    add_worker(employer)
+    request_id = create_request(employer)
+    add_everyone(employer, request_id)
+    with app.app_context():
+        worker_id = db.session.scalar(select(Worker.id))
+        reference = db.session.get(TransportRequest, request_id).reference
+
+    def remove() -> list[str]:
+        response = submit(employer, f"/roster/{worker_id}/delete", form_url="/roster")
+        return flashes(employer, response.headers["Location"])
+
+    assert remove() == [f"该务工人员在用车申请 {reference} 中，无法删除：请先在该申请中将其退出。"]
+    action(employer, request_id, "cancel")
+    assert remove() == [
+        f"该务工人员须保留在花名册中：用车申请 {reference} 的记录中有此人，记录须保持完整。"
+    ]
+    assert ">张三</td>" in employer.get("/roster").get_data(as_text=True)
+
+
 def test_one_worker_per_id_number_per_organization(client_as):
     client = client_as("employer")
     add_worker(client)

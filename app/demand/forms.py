@@ -63,7 +63,12 @@ MESSAGES = {
         "The import stopped because of an error on our side. Nothing was saved; please try again."
     ),
     "worker.on_request": _l(
-        "This worker is on a transport request and cannot be removed; withdraw them there instead."
+        "This worker is on request %(reference)s and cannot be removed: withdraw them from it "
+        "first."
+    ),
+    "worker.on_past_request": _l(
+        "This worker stays on the roster: request %(reference)s lists them, and its record must "
+        "stay whole."
     ),
     "workers.not_on_roster": _l("Only workers on your roster can be added."),
     "workers.on_other_request": _l(

@@ -90,6 +90,9 @@ class RequestStatus(enum.StrEnum):
 # While a request is in one of these states its workers hold their place on it: no other
 # request of any employer may have them.
 CLAIMING_STATUSES = (RequestStatus.SUBMITTED, RequestStatus.APPROVED, RequestStatus.SCHEDULED)
+# A request in one of these still carries its workers: it can be cancelled, and a worker on it
+# is withdrawn from it before leaving the roster.
+LIVE_STATUSES = (RequestStatus.DRAFT, *CLAIMING_STATUSES)
 
 
 class TravelMode(enum.StrEnum):

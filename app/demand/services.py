@@ -26,6 +26,7 @@ from app.core.pii import vault
 from app.core.services import record_audit
 from app.demand.models import (
     CLAIMING_STATUSES,
+    LIVE_STATUSES,
     EntryStatus,
     ImportStatus,
     RequestStatus,
@@ -160,15 +161,21 @@ def update_worker(worker: Worker, data: WorkerData, actor: User) -> Worker:
 
 
 def delete_worker(worker: Worker, actor: User) -> None:
-    on_request = db.session.scalar(
-        select(TransportRequest)
+    """A worker never put on a request leaves the roster. One who was stays: the request's
+    record (seats, handover, costs per worker) names them; the refusal says which request."""
+    on_request = db.session.execute(
+        select(TransportRequest, RosterEntry.status)
         .join(RosterEntry)
         .where(RosterEntry.worker_id == worker.id)
         .order_by(TransportRequest.id.desc())
         .limit(1)
-    )
+    ).first()
     if on_request is not None:
-        raise DomainError("worker.on_request")
+        request, entry_status = on_request
+        live = request.status in {status.value for status in LIVE_STATUSES}
+        if live and entry_status != EntryStatus.WITHDRAWN:
+            raise DomainError("worker.on_request", reference=request.reference)
+        raise DomainError("worker.on_past_request", reference=request.reference)
     record_audit("worker.deleted", worker, actor)
     db.session.delete(worker)
     db.session.flush()
@@ -389,13 +396,7 @@ def withdraw_request(request: TransportRequest, actor: User) -> None:
 
 
 def cancel_request(request: TransportRequest, actor: User) -> None:
-    live = [
-        RequestStatus.DRAFT,
-        RequestStatus.SUBMITTED,
-        RequestStatus.APPROVED,
-        RequestStatus.SCHEDULED,
-    ]
-    _transition(request, live, RequestStatus.CANCELLED, "cancelled", actor)
+    _transition(request, LIVE_STATUSES, RequestStatus.CANCELLED, "cancelled", actor)
     _release_places(request)
 
 

@@ -31,8 +31,8 @@ from app.core.pii import PiiVault, vault
 from app.core.services import record_audit
 from app.demand.models import (
     CLAIMING_STATUSES,
+    LIVE_STATUSES,
     EntryStatus,
-    RequestStatus,
     RosterEntry,
     TransportRequest,
     Worker,
@@ -64,8 +64,6 @@ from app.notify.services import link, notify_users
 
 # Entries whose verdict a health check may change (later states are past the bus door).
 CHECKABLE = (EntryStatus.PENDING.value, EntryStatus.CLEARED.value, EntryStatus.BLOCKED.value)
-# Requests whose workers' verdicts are kept up to date.
-LIVE_FOR_HEALTH = (RequestStatus.DRAFT, *CLAIMING_STATUSES)
 
 
 def local_zone() -> ZoneInfo:
@@ -250,7 +248,7 @@ def add_passes(
             .join(TransportRequest)
             .where(
                 RosterEntry.worker_id.in_(list(recheck)),
-                TransportRequest.status.in_([status.value for status in LIVE_FOR_HEALTH]),
+                TransportRequest.status.in_([status.value for status in LIVE_STATUSES]),
             )
         ).all()
         check_entries(list(entries))
@@ -786,7 +784,7 @@ def check_worker_entries(worker: Worker) -> None:
         .join(TransportRequest)
         .where(
             RosterEntry.worker_id == worker.id,
-            TransportRequest.status.in_([status.value for status in LIVE_FOR_HEALTH]),
+            TransportRequest.status.in_([status.value for status in LIVE_STATUSES]),
         )
     ).all()
     check_entries(list(entries))
