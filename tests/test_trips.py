@@ -25,7 +25,7 @@ from app.notify.models import Channel, Notification
 from app.notify.services import Outgoing, drop_pending, notify_many
 from app.trips import allocation
 from app.trips import services as trips
-from app.trips.forms import message_for
+from app.trips.forms import MESSAGES, message_for
 from app.trips.models import SeatAssignment, Trip, TripStatus
 from tests import scenario
 from tests.conftest import People, submit
@@ -984,3 +984,152 @@ def test_on_postgresql_finding_who_waits_probes_each_workers_seat_whatever_the_s
 
         assert trips.allocate_seats(coach.id, actor).seated == 6
         db.session.commit()
+
+
+@pytest.fixture
+def train_and_coach(app, people, issuer_key) -> dict:
+    """A train (leg 1, 06:00 to 20:00 on DAY) with 7 seated workers, and the coach that takes
+    them on from the station at 21:00 (leg 2), its 7 seats given too. Returns ids."""
+    with app.app_context():
+        coordinator = db.session.get(scenario.User, people.coordinator_id)
+        request = scenario.approved_request(
+            people.organization_a_id, people.coordinator_id, issuer_key, DAY, {"东村": 7}
+        )
+        zone = trips.health.local_zone()
+        midnight = trips.datetime.combine(DAY, trips.datetime.min.time(), zone)
+        rail = trips.Leg(
+            "500100",
+            "重庆西站",
+            None,
+            "370100",
+            "济南站",
+            None,
+            midnight + timedelta(hours=6),
+            midnight + timedelta(hours=20),
+            50,
+            0,
+            True,
+        )
+        train = scenario.vehicle("K4016", "train-hard-seat-118", 1, first_carriage=3, kind="train")
+        train_trip = trips.create_trip(train, rail, coordinator, {request.id: 7})
+        road = trips.Leg(
+            "370100",
+            "济南站北广场",
+            None,
+            "370100",
+            "甲建筑项目部",
+            None,
+            midnight + timedelta(hours=21),
+            midnight + timedelta(hours=23),
+            50,
+            2,
+            False,
+            connects_from_id=train_trip.id,
+        )
+        coach_trip = trips.create_trip(
+            scenario.vehicle("鲁A10000"), road, coordinator, {request.id: 7}
+        )
+        assert trips.allocate_seats(train_trip.id, coordinator).seated == 7
+        assert trips.allocate_seats(coach_trip.id, coordinator).seated == 7
+        db.session.commit()
+        return {
+            "train": train_trip.id,
+            "coach": coach_trip.id,
+            "coach_reference": coach_trip.reference,
+            "request": request.id,
+        }
+
+
+def train_form(**changes) -> dict:
+    """The train's edit form as the page shows it, with ``changes``."""
+    return (
+        leg_form(
+            origin_region_code="500100",
+            origin_point="重庆西站",
+            origin_address="",
+            destination_point="济南站",
+            destination_address="",
+            arrives_on=DAY.isoformat(),
+            departs_time="06:00",
+            arrives_time="20:00",
+            max_load_percent="50",
+            alternate_seats="y",
+        )
+        | changes
+    )
+
+
+def coach_form(train_id: int, **changes) -> dict:
+    """The connecting coach's edit form as the page shows it, with ``changes``."""
+    return (
+        leg_form(
+            origin_region_code="370100",
+            origin_point="济南站北广场",
+            origin_address="",
+            destination_point="甲建筑项目部",
+            destination_address="",
+            arrives_on=DAY.isoformat(),
+            departs_time="21:00",
+            arrives_time="23:00",
+            max_load_percent="50",
+            isolation_rows="2",
+            connects_from_id=str(train_id),
+        )
+        | changes
+    )
+
+
+def field_errors(html: str, name: str) -> list[str]:
+    """The messages shown next to a form field."""
+    block = re.search(rf'<div class="field[^"]*">\s*<label for="{name}".*?</div>', html, re.S)
+    return re.findall(r'<p class="error" role="alert">(.*?)</p>', block.group(0), re.S)
+
+
+def test_a_seated_connecting_legs_connection_cannot_change(app, client_as, train_and_coach):
+    """The coach's seven workers sit on it as the train's onward leg (their seats are leg 2):
+    turning it into a first leg, whose workers nobody checked, is refused next to the field,
+    and nothing changes; without the change the same form saves."""
+    ids = train_and_coach
+    coordinator = client_as("coordinator")
+    url = f"/trips/{ids['coach']}/edit"
+    refused = submit(coordinator, url, coach_form(ids["train"], connects_from_id="0"))
+    assert refused.status_code == 200
+    html = refused.get_data(as_text=True)
+    assert field_errors(html, "connects_from_id") == [
+        said(app, "trip.connection_fixed_once_seated")
+    ]
+    with app.app_context():
+        coach = db.session.get(Trip, ids["coach"])
+        assert (coach.connects_from_id, coach.leg) == (ids["train"], 2)
+        assert trips._rides_on(db.session.get(Trip, ids["train"])) == {
+            a.roster_entry_id for a in trips.assignments(ids["coach"])
+        }
+    saved = submit(coordinator, url, coach_form(ids["train"], escort_name="王干事"))
+    assert saved.status_code == 302
+    with app.app_context():
+        coach = db.session.get(Trip, ids["coach"])
+        assert (coach.connects_from_id, coach.leg, coach.escort_name) == (ids["train"], 2, "王干事")
+
+
+def test_a_train_cannot_arrive_after_its_onward_coaches_leave(app, client_as, train_and_coach):
+    """The coach leaves the station at 21:00: the train's arrival moved to 23:30 is refused,
+    naming the coach; 20:45 is saved."""
+    ids = train_and_coach
+    coordinator = client_as("coordinator")
+    url = f"/trips/{ids['train']}/edit"
+    refused = submit(coordinator, url, train_form(arrives_time="23:30"))
+    assert refused.status_code == 200
+    html = refused.get_data(as_text=True)
+    with app.test_request_context():
+        expected = str(MESSAGES["trip.onward_departs_before_arrival"]) % {
+            "trips": ids["coach_reference"]
+        }
+    assert re.findall(r'<p class="error form-error" role="alert">(.*?)</p>', html) == [expected]
+    with app.app_context():
+        train = db.session.get(Trip, ids["train"])
+        assert train.arrives_at.astimezone(trips.health.local_zone()).hour == 20
+    saved = submit(coordinator, url, train_form(arrives_time="20:45"))
+    assert saved.status_code == 302
+    with app.app_context():
+        train = db.session.get(Trip, ids["train"])
+        assert train.arrives_at.astimezone(trips.health.local_zone()).minute == 45

@@ -20,12 +20,14 @@ log = logging.getLogger(__name__)
 
 class DomainError(Exception):
     """A rule of the domain refused an operation. ``code`` is stable (``field.reason``);
-    the view maps it to a message in the user's language."""
+    the view maps it to a message in the user's language, filled in with ``params`` (what
+    the message names: the driver, the other trip)."""
 
-    def __init__(self, code: str, field: str | None = None) -> None:
+    def __init__(self, code: str, field: str | None = None, **params: str) -> None:
         super().__init__(code)
         self.code = code
         self.field = field
+        self.params = params
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -188,6 +188,22 @@ def _check_leg(leg: Leg) -> Trip | None:
     return feeder
 
 
+def _check_onward(trip: Trip, leg: Leg) -> None:
+    """The legs this trip feeds leave after it arrives (``_check_leg`` looks the other way)."""
+    onward = db.session.scalars(
+        select(Trip)
+        .where(
+            Trip.connects_from_id == trip.id,
+            Trip.status != TripStatus.CANCELLED,
+            Trip.departs_at < leg.arrives_at,
+        )
+        .order_by(Trip.departs_at, Trip.id)
+    ).all()
+    if onward:
+        references = ", ".join(t.reference for t in onward)
+        raise DomainError("trip.onward_departs_before_arrival", "arrives_at", trips=references)
+
+
 def _vehicles_busy(
     vehicle_ids: list[int], start: datetime, end: datetime, except_trip: int | None = None
 ) -> bool:
@@ -253,9 +269,14 @@ def update_trip(trip_id: int, leg: Leg, escort: tuple[str, str], actor: User) ->
     if trip.status not in SEATING_STATUSES:
         raise DomainError("trip.not_editable")
     feeder = _check_leg(leg)
+    _check_onward(trip, leg)
     if _vehicles_busy([trip.vehicle_id], leg.departs_at, leg.arrives_at, trip.id):
         raise DomainError("trip.vehicle_busy", "departs_at")
     taken = assignments(trip.id, with_workers=True)
+    # Seats carry their leg number, and a connecting leg's workers were checked on the trip
+    # that feeds it: moving the trip in or out of a chain would leave both wrong.
+    if taken and leg.connects_from_id != trip.connects_from_id:
+        raise DomainError("trip.connection_fixed_once_seated", "connects_from_id")
     policy_changed = (leg.max_load_percent, leg.isolation_rows, leg.alternate_seats) != (
         trip.max_load_percent,
         trip.isolation_rows,
