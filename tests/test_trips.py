@@ -739,7 +739,15 @@ def test_a_driver_cannot_be_on_two_overlapping_trips(app, people, client_as, thr
     assert give_driver(first).status_code == 302
     refused = give_driver(second)
     assert refused.status_code == 200
-    assert said(app, "trip.driver_busy") in refused.get_data(as_text=True)
+    # Which driver, and on which trip: the coordinator knows whom to replace, or where.
+    with app.app_context():
+        busy = db.session.get(scenario.Driver, ids["driver"]).name
+        reference = db.session.get(Trip, first).reference
+    with app.test_request_context():
+        expected = str(MESSAGES["trip.driver_busy"]) % {"driver": busy, "trip": reference}
+    assert field_errors(refused.get_data(as_text=True), "drivers") == [expected]
+    assert busy in expected
+    assert reference in expected
     with app.app_context():
         assert db.session.get(Trip, second).drivers == []
 

@@ -71,7 +71,7 @@ MESSAGES = {
         "changing the trip it connects from."
     ),
     "trip.driver_inactive": _l("One of these drivers is no longer active."),
-    "trip.driver_busy": _l("One of these drivers is on another trip at an overlapping time."),
+    "trip.driver_busy": _l("%(driver)s drives trip %(trip)s at an overlapping time."),
     "trip.unknown_seat": _l("There is no such seat on this vehicle."),
     "trip.block_taken_seat": _l("Someone sits on this seat: move them before blocking it."),
     "trip.stale": _l(

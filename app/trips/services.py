@@ -326,7 +326,9 @@ def set_drivers(trip_id: int, driver_ids: Sequence[int], actor: User) -> None:
             .limit(1)
         )
         if clash is not None:
-            raise DomainError("trip.driver_busy", "drivers")
+            raise DomainError(
+                "trip.driver_busy", "drivers", driver=driver.name, trip=clash.reference
+            )
     trip.drivers = drivers
     db.session.flush()
     record_audit("trip.drivers_set", trip, actor, drivers=[d.id for d in drivers])
