@@ -1576,7 +1576,10 @@ def depart(trip_id: int, actor: User) -> None:
     _tell_employers(trip, "trip_departed")
 
 
-def arrive(trip_id: int, actor: User) -> None:
+def arrive(trip_id: int, actor: User) -> str:
+    """The trip is at its stop. Returns what follows: "handover" (the employers are asked to
+    it), or the trip is closed at once: "rides_on" (everyone who boarded rides on) or "empty"
+    (nobody boarded)."""
     trip = lock_trip(trip_id)
     if trip.status != TripStatus.DEPARTED:
         raise DomainError("trip.cannot_arrive")
@@ -1584,8 +1587,10 @@ def arrive(trip_id: int, actor: User) -> None:
     db.session.flush()
     record_audit("trip.arrived", trip, actor)
     _tell_employers(trip, "trip_arrived")
-    if not handover_due(trip):  # everyone rides on: nothing to hand over here
-        trip.status = TripStatus.CLOSED.value
+    if handover_due(trip):
+        return "handover"
+    trip.status = TripStatus.CLOSED.value  # nothing to hand over here
+    return "rides_on" if boarding_counts(trip.id)["boarded"] else "empty"
 
 
 def _boarded_by_request(trip: Trip) -> dict[int, list[SeatAssignment]]:

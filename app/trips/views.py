@@ -561,11 +561,19 @@ def move_trip(trip_id: int, action: str):
         if action == "depart":
             _run(lambda: services.depart(trip_id, current_user), _("The trip has left."))
         else:
-            _run(
-                lambda: services.arrive(trip_id, current_user),
-                _("The trip has arrived; the employers are asked to the handover."),
-            )
+            _run(lambda: services.arrive(trip_id, current_user), _arrival_message)
     return redirect(url_for("trips.trip_detail", trip_id=trip_id))
+
+
+def _arrival_message(outcome: str) -> str:
+    if outcome == "handover":
+        return _("The trip has arrived; the employers are asked to the handover.")
+    if outcome == "rides_on":
+        return _(
+            "The trip has arrived and is closed: everyone on it rides on, and is handed over "
+            "at their last stop."
+        )
+    return _("The trip has arrived and is closed: nobody boarded it, so nobody is handed over.")
 
 
 @bp.route("/requests/<int:request_id>/handover/<int:trip_id>", methods=["GET", "POST"])
