@@ -1141,3 +1141,70 @@ def test_a_train_cannot_arrive_after_its_onward_coaches_leave(app, client_as, tr
     with app.app_context():
         train = db.session.get(Trip, ids["train"])
         assert train.arrives_at.astimezone(trips.health.local_zone()).minute == 45
+
+
+def test_a_seat_is_typed_as_the_screen_shows_it(app, people, client_as, train_and_coach):
+    """The seat field takes a seat as the page prints it ("03车 005号"), with or without the
+    carriage's leading zero, in full-width characters, lower case, between spaces; a seat the
+    vehicle does not have is still refused as such."""
+    ids = train_and_coach
+    coordinator = client_as("coordinator")
+
+    def move(trip_id: int, entry_id: int, typed: str):
+        return submit(
+            coordinator,
+            f"/trips/{trip_id}/seats/move",
+            {
+                "seats_version": seat_version(coordinator, trip_id),
+                "entry_id": entry_id,
+                "to_seat": typed,
+            },
+            form_url=f"/trips/{trip_id}/seats",
+        )
+
+    def free_seat(trip_id: int, entry_id: int):
+        """A seat this worker may take by hand, other than their own."""
+        with app.app_context():
+            trip = db.session.get(Trip, trip_id)
+            existing = seats_of(app, trip_id)
+            seat_map = trip.vehicle.seat_map
+            return next(
+                seat
+                for seat in seat_map.seats
+                if seat.label not in existing.values()
+                and allocation.check_move(
+                    seat_map, trip.policy, trip.all_blocked_seats, existing, entry_id, seat.label
+                )
+                is None
+            )
+
+    train, coach = ids["train"], ids["coach"]
+    entry_id = sorted(seats_of(app, train))[0]
+    variants = [
+        lambda seat: seat.display,  # 03车 005号
+        lambda seat: f"0{seat.carriage}-{seat.local}",  # 03-005
+        lambda seat: f"  {seat.carriage}-{int(seat.local)} ",  # 3-5
+        lambda seat: seat.display.translate(FULL_WIDTH),  # ０３车 ００５号
+    ]
+    for typed_as in variants:
+        seat = free_seat(train, entry_id)
+        moved = move(train, entry_id, typed_as(seat))
+        assert moved.status_code == 302, typed_as(seat)
+        assert seats_of(app, train)[entry_id] == seat.label
+    coach_entry = sorted(seats_of(app, coach))[0]
+    seat = free_seat(coach, coach_entry)
+    assert move(coach, coach_entry, f" {seat.label.lower()} ").status_code == 302
+    assert seats_of(app, coach)[coach_entry] == seat.label
+
+    before = seats_of(app, train)
+    for nowhere in ("03车 999号", "05-001", "3A", ""):
+        refused = move(train, entry_id, nowhere)
+        assert refused.status_code == 409, nowhere
+        assert said(app, "seat.no_such_seat") in refused.get_data(as_text=True)
+    assert seats_of(app, train) == before
+
+
+FULL_WIDTH = str.maketrans(
+    "0123456789-ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "０１２３４５６７８９－ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ",
+)

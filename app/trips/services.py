@@ -866,7 +866,8 @@ def _assignment(trip_id: int, entry_id: int) -> SeatAssignment | None:
 
 def move_seat(trip_id: int, entry_id: int, to_seat: str, seen_version: int, actor: User) -> None:
     """A coordinator puts a worker (seated on this trip, or planned on it and waiting) on a
-    seat by hand, with the same checks as the allocator."""
+    seat by hand, with the same checks as the allocator. ``to_seat`` as typed: the seat's
+    label or the text the pages show for it (``SeatMap.label_for``)."""
     trip = lock_trip(trip_id)
     if trip.status not in SEATING_STATUSES:
         raise DomainError("trip.not_seating")
@@ -881,21 +882,25 @@ def move_seat(trip_id: int, entry_id: int, to_seat: str, seen_version: int, acto
             _lock_requests([entry.request_id])
         if load is None or entry not in _waiting_entries(trip, load.request_id):
             raise DomainError("seat.not_waiting")
+    seat_map = trip.vehicle.seat_map
+    label = seat_map.label_for(to_seat)
+    if label is None:
+        raise DomainError("seat.no_such_seat")
     refusal = allocation.check_move(
-        trip.vehicle.seat_map, trip.policy, trip.all_blocked_seats, existing, entry_id, to_seat
+        seat_map, trip.policy, trip.all_blocked_seats, existing, entry_id, label
     )
     if refusal:
         raise DomainError(f"seat.{refusal}")
     if current is None:
-        _give([(trip, {entry_id: to_seat})], {entry_id: entry.request_id}, actor, manual=True)
-    elif current.seat_label != to_seat:
+        _give([(trip, {entry_id: label})], {entry_id: entry.request_id}, actor, manual=True)
+    elif current.seat_label != label:
         previous = current.seat_label
-        current.seat_label, current.manual, current.assigned_by_id = to_seat, True, actor.id
+        current.seat_label, current.manual, current.assigned_by_id = label, True, actor.id
         trip.seats_version += 1
         db.session.flush()
         if trip.status == TripStatus.LOCKED:
             _tell_seats(trip, [current], "changed")
-        record_audit("seat.moved", trip, actor, entry_id=entry_id, old=previous, new=to_seat)
+        record_audit("seat.moved", trip, actor, entry_id=entry_id, old=previous, new=label)
 
 
 def swap_seats(trip_id: int, entry_a: int, entry_b: int, seen_version: int, actor: User) -> None:

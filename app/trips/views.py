@@ -445,7 +445,7 @@ def change_seat(trip_id: int, action: str):
     seen = _seen_version(form)
     if action == "move":
         operation = lambda: services.move_seat(  # noqa: E731
-            trip_id, form.entry_id.data, (form.to_seat.data or "").strip(), seen, current_user
+            trip_id, form.entry_id.data, form.to_seat.data or "", seen, current_user
         )
         done = _("Seat changed.")
     elif action == "swap":
