@@ -1182,8 +1182,16 @@ def test_no_handover_is_offered_for_a_train_everyone_rides_on_from(
     escort = client_as("coordinator")
     for _entry, code in train_codes(app, train):
         submit(escort, f"/trips/{train}/boarding", {"code": code, "temperature": "36.5"})
-    for action in ("depart", "arrive"):
-        assert submit(escort, f"/trips/{train}/{action}", form_url=f"/trips/{train}").status_code
+    assert submit(escort, f"/trips/{train}/depart", form_url=f"/trips/{train}").status_code
+    arrived = submit(
+        escort, f"/trips/{train}/arrive", form_url=f"/trips/{train}", follow_redirects=True
+    )
+    with app.test_request_context():  # the page says why no employer is asked to come
+        rides_on = gettext(
+            "The trip has arrived and is closed: everyone on it rides on, and is handed over "
+            "at their last stop."
+        )
+    assert rides_on in arrived.get_data(as_text=True)
     with app.app_context():
         assert db.session.get(Trip, train).status == TripStatus.CLOSED
     page = client_as("employer").get(f"/requests/{request_id}").get_data(as_text=True)
