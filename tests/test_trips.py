@@ -1208,3 +1208,48 @@ FULL_WIDTH = str.maketrans(
     "0123456789-ABCDEFGHIJKLMNOPQRSTUVWXYZ",
     "０１２３４５６７８９－ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ",
 )
+
+
+def test_a_count_that_is_not_a_whole_number_is_marked_in_the_plan_kept_as_edited(
+    app, client_as, three_employers
+):
+    """A count the plan cannot read (7², which str.isdigit took and int refused: a 500;
+    -1, abc, 7.0, nothing) keeps the plan on the page with every edit as typed, and the
+    message sits next to that cell, naming its vehicle and request. Nothing is created."""
+    ids = three_employers
+    coordinator = client_as("coordinator")
+    page = plan_page(coordinator, ids["requests"], [ids["big"]])
+    inputs = plan_inputs(page.get_data(as_text=True))
+    first, second, third = sorted(inputs)
+    with app.app_context():
+        vehicle = db.session.get(Vehicle, ids["big"]).identifier
+        reference = db.session.get(TransportRequest, int(first.split("-")[2])).reference
+    for typed in ("7²", "-1", "abc", "7.0", " "):
+        edited = {**inputs, first: typed, second: "5"}
+        answer = submit(
+            coordinator,
+            "/trips/plan",
+            {
+                **leg_form(),
+                "requests": [str(r) for r in ids["requests"]],
+                "vehicles": [str(ids["big"])],
+                **edited,
+                "apply": "1",
+            },
+        )
+        assert answer.status_code == 200, typed
+        html = answer.get_data(as_text=True)
+        cells = dict(re.findall(r'name="(load-\d+-\d+)"[^>]*value="([^"]*)"', html))
+        assert cells == edited
+        with app.test_request_context():
+            expected = gettext(
+                "%(vehicle)s, %(ref)s: the number of workers must be a whole number, 0 or more.",
+                vehicle=vehicle,
+                ref=reference,
+            )
+        cell = re.search(rf'<td>\s*<input[^>]*name="{first}".*?</td>', html, re.S).group(0)
+        assert 'aria-invalid="true"' in cell
+        assert re.findall(r'<p class="error" role="alert">(.*?)</p>', cell) == [expected]
+        assert f'name="{third}"' in html
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Trip)) == 0
