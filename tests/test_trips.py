@@ -28,7 +28,7 @@ from app.trips import services as trips
 from app.trips.forms import MESSAGES, message_for
 from app.trips.models import SeatAssignment, Trip, TripStatus
 from tests import scenario
-from tests.conftest import People, submit
+from tests.conftest import People, sign_in, submit
 
 DAY = local_today("Asia/Shanghai") + timedelta(days=2)
 
@@ -1253,3 +1253,71 @@ def test_a_count_that_is_not_a_whole_number_is_marked_in_the_plan_kept_as_edited
         assert f'name="{third}"' in html
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Trip)) == 0
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_workers_planned_on_a_trip_no_longer_wait_for_a_plan(database, request, tmp_path):
+    """A request's 20 workers planned on a coach ("only create the trips": no seat yet) no
+    longer wait: the plan page says 0 waiting, and the same plan applied again on another
+    coach (a second coordinator's, made before the first was applied) is refused, saying
+    why; one trip, once. Taking seats on that coach does not make them wait again."""
+    app = request.getfixturevalue("app" if database == "sqlite" else "pg_app")
+    people = request.getfixturevalue("people" if database == "sqlite" else "pg_people")
+    with app.app_context():
+        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
+        transport = scenario.approved_request(
+            people.organization_a_id, people.coordinator_id, key, DAY, {"东村": 20}
+        )
+        coaches = [scenario.vehicle("渝F12345").id, scenario.vehicle("渝F54321").id]
+        db.session.commit()
+        request_id, reference = transport.id, transport.reference
+    coordinator = app.test_client()
+    sign_in(coordinator, People.EMAILS["coordinator"])
+
+    def waiting_shown() -> str:
+        """What the plan page's list of requests says of this one's waiting workers."""
+        page = coordinator.get("/trips/plan").get_data(as_text=True)
+        return re.search(rf"{reference} · [^<]* · ([^·<]*)</label>", page).group(1).strip()
+
+    def waiting(n: int) -> str:
+        with app.test_request_context():
+            return gettext("%(num)s waiting", num=n)
+
+    assert waiting_shown() == waiting(20)
+    plans = []
+    for coach in coaches:  # two coordinators make their plans before either applies
+        page = plan_page(coordinator, [request_id], [coach]).get_data(as_text=True)
+        inputs = plan_inputs(page)
+        assert sum(int(v) for v in inputs.values()) == 20
+        plans.append(
+            {**leg_form(), "requests": [str(request_id)], "vehicles": [str(coach)], **inputs}
+        )
+    first = submit(coordinator, "/trips/plan", {**plans[0], "apply": "1"})
+    assert first.status_code == 302
+    assert waiting_shown() == waiting(0)
+
+    second = submit(coordinator, "/trips/plan", {**plans[1], "apply": "1"})
+    assert second.status_code == 200
+    with app.test_request_context():
+        why = gettext(
+            "%(ref)s: %(planned)s planned, but only %(limit)s workers wait: the others are "
+            "already planned on trips that have not given them a seat yet.",
+            ref=reference,
+            planned=20,
+            limit=0,
+        )
+    assert why in second.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Trip)) == 1
+        trip_id = db.session.scalar(select(Trip.id))
+
+    # Seats given to all but two (their seats taken back): those two wait for this coach.
+    submit(coordinator, f"/trips/{trip_id}/allocate", form_url=f"/trips/{trip_id}")
+    with app.app_context():
+        actor = db.session.get(User, people.coordinator_id)
+        for entry_id in sorted(seats_of(app, trip_id))[:2]:
+            trips.unseat(trip_id, entry_id, None, actor)
+        db.session.commit()
+    assert waiting_shown() == waiting(0)

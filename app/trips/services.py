@@ -360,13 +360,69 @@ def _check_version(trip: Trip, seen_version: int | None) -> None:
 
 
 def plannable_counts(request_ids: Iterable[int]) -> dict[int, int]:
-    """Per request: workers waiting for a first-leg seat (not seated, health not failed)."""
+    """Per request: workers waiting for a first-leg plan (see ``_waiting_counts``)."""
+    return _waiting_counts(request_ids, None)[0]
+
+
+def _waiting_counts(
+    request_ids: Iterable[int], connects_from_id: int | None
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Per request: workers waiting for a plan on a leg — a first leg: those not seated
+    whose health has not failed; a leg from ``connects_from_id``: those the feeding trip
+    carries who have no onward seat — less those a live trip on the same leg is planned to
+    carry and has not seated yet (they wait for that trip, not for another plan). Also
+    returns those held so, per request."""
+    ids = list(request_ids)
+    if connects_from_id is None:
+        counts = dict(
+            db.session.execute(
+                select(RosterEntry.request_id, func.count())
+                .where(RosterEntry.request_id.in_(ids), RosterEntry.status.in_(PLANNABLE))
+                .group_by(RosterEntry.request_id)
+            ).all()
+        )
+    else:
+        counts = _feeder_counts(connects_from_id, ids)
+    held = _held_by_plans(ids, connects_from_id)
+    waiting = {rid: n - held.get(rid, 0) for rid, n in counts.items() if n > held.get(rid, 0)}
+    return waiting, held
+
+
+def _held_by_plans(request_ids: list[int], connects_from_id: int | None) -> dict[int, int]:
+    """Per request: the places live trips on this leg (first legs, or legs from this feeder)
+    keep for its workers: each load's planned count less the seats its trip gave them. A
+    worker who fails the health check still holds one (the trip seats them once cleared)."""
+    seated = (
+        select(func.count())
+        .select_from(SeatAssignment)
+        .join(RosterEntry, RosterEntry.id == SeatAssignment.roster_entry_id)
+        .where(
+            SeatAssignment.trip_id == TripLoad.trip_id,
+            RosterEntry.request_id == TripLoad.request_id,
+        )
+        .scalar_subquery()
+    )
+    same_leg = (
+        Trip.connects_from_id.is_(None)
+        if connects_from_id is None
+        else Trip.connects_from_id == connects_from_id
+    )
+    loads = (
+        select(TripLoad.request_id, (TripLoad.planned - seated).label("unseated"))
+        .join(Trip, Trip.id == TripLoad.trip_id)
+        .where(
+            TripLoad.request_id.in_(request_ids),
+            Trip.status.in_([s.value for s in SEATING_STATUSES]),
+            same_leg,
+        )
+        .subquery()
+    )
     rows = db.session.execute(
-        select(RosterEntry.request_id, func.count())
-        .where(RosterEntry.request_id.in_(list(request_ids)), RosterEntry.status.in_(PLANNABLE))
-        .group_by(RosterEntry.request_id)
+        select(loads.c.request_id, func.sum(loads.c.unseated))
+        .where(loads.c.unseated > 0)
+        .group_by(loads.c.request_id)
     ).all()
-    return dict(rows)
+    return {rid: int(n) for rid, n in rows}
 
 
 def vehicle_option(vehicle: Vehicle, policy: allocation.Policy) -> allocation.VehicleOption:
@@ -388,19 +444,16 @@ def make_plan(
     """Which requests ride which of these vehicles (the pure planner on today's numbers): on
     a first leg their workers waiting for a seat, on a connecting leg those the feeding trip
     carries who have no onward seat yet."""
-    ids = [r.id for r in requests]
-    counts = (
-        _feeder_counts(connects_from_id, ids)
-        if connects_from_id is not None
-        else plannable_counts(ids)
-    )
+    counts = _waiting_counts([r.id for r in requests], connects_from_id)[0]
     groups = [(str(r.id), counts.get(r.id, 0)) for r in requests if counts.get(r.id)]
     return allocation.plan(groups, [vehicle_option(v, policy) for v in vehicles])
 
 
 @dataclass
 class PlanProblem:
-    code: str  # "over_capacity" (a vehicle); "short", "too_many", "outside_window" (a request)
+    # "over_capacity" (a vehicle); "short", "too_many", "already_planned" (more than wait, the
+    # others held by trips planned before), "outside_window" (a request)
+    code: str
     subject: str  # the vehicle identifier or the request reference
     planned: int
     limit: int
@@ -427,10 +480,9 @@ def apply_plan(
     vehicles = {v.id: v for v in db.session.scalars(select(Vehicle).where(Vehicle.id.in_(loads)))}
     if set(vehicles) != set(loads):
         raise DomainError("plan.vehicles_changed")
-    if leg.connects_from_id is not None:
-        waiting = _feeder_counts(leg.connects_from_id, request_ids)
-    else:
-        waiting = plannable_counts(request_ids)
+    # Counted under the requests' locks: of two plans for the same workers, the second
+    # finds them held by the first's trips.
+    waiting, held = _waiting_counts(request_ids, leg.connects_from_id)
     problems = []
     if leg.connects_from_id is None:  # a first leg leaves within each request's window
         day = local_date(leg.departs_at)
@@ -450,7 +502,7 @@ def apply_plan(
         planned = sum(per.get(rid, 0) for per in loads.values())
         need = waiting.get(rid, 0)
         if planned != need:
-            code = "short" if planned < need else "too_many"
+            code = "short" if planned < need else "already_planned" if held.get(rid) else "too_many"
             problems.append(PlanProblem(code, requests[rid].reference, planned, need))
     if problems:
         return [], problems
