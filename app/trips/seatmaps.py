@@ -233,7 +233,7 @@ def _typed_key(text: str) -> tuple[str, ...]:
     separates them."""
     folded = unicodedata.normalize("NFKC", text).upper()
     return tuple(
-        part.lstrip("0") or "0" if part.isdigit() else part
+        (part.lstrip("0") or "0") if part.isdigit() else part
         for part in re.findall(r"[0-9]+|[A-Z]+", folded)
     )
 
