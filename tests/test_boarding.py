@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from flask_babel import gettext
 from sqlalchemy import event, func, select
 
 from app.core.clock import utcnow
@@ -348,3 +349,42 @@ def test_boarding_and_seat_pages_cost_the_same_for_a_full_coach(
     # The session's user, the trip, its vehicle, its seats with workers and employers, counts.
     assert selects(f"/trips/{trip_id}/boarding") <= 10
     assert selects(f"/trips/{trip_id}/seats") <= 12
+
+
+def test_a_trip_nobody_boarded_arrives_closed_and_says_no_handover_is_due(
+    app,
+    people,
+    client_as,
+    three_employers,  # noqa: F811
+):
+    """Everyone was marked as not showing up: the trip leaves empty, and on arrival it is
+    closed with nothing to hand over. The page says so, not that the employers are asked to
+    the handover (nobody is: no employer hears of an arrival)."""
+    trip_id = locked_trip(app, people, three_employers)
+    coordinator = client_as("coordinator")
+    with app.app_context():
+        seated = db.session.scalars(
+            select(SeatAssignment.roster_entry_id).where(SeatAssignment.trip_id == trip_id)
+        ).all()
+    for entry_id in seated:
+        submit(
+            coordinator,
+            f"/trips/{trip_id}/boarding/{entry_id}/no-show",
+            form_url=f"/trips/{trip_id}/boarding",
+        )
+    submit(coordinator, f"/trips/{trip_id}/depart", form_url=f"/trips/{trip_id}")
+    arrived = submit(
+        coordinator, f"/trips/{trip_id}/arrive", form_url=f"/trips/{trip_id}", follow_redirects=True
+    )
+    html = arrived.get_data(as_text=True)
+    with app.test_request_context():
+        closed = gettext(
+            "The trip has arrived and is closed: nobody boarded it, so nobody is handed over."
+        )
+        asked = gettext("The trip has arrived; the employers are asked to the handover.")
+    assert closed in html
+    assert asked not in html
+    with app.app_context():
+        assert db.session.get(Trip, trip_id).status == TripStatus.CLOSED
+        arrivals = select(Notification).where(Notification.template == "trip_arrived")
+        assert db.session.scalars(arrivals).first() is None

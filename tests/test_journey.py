@@ -611,18 +611,18 @@ def coach_leg(company: Company) -> dict[str, str]:
     }
 
 
-def coordinator_plans_coaches(app: Flask, company: Company, page: Page) -> list[int]:
+def coordinator_plans_coaches(app: Flask, company: Company, page: Page, train: int) -> list[int]:
     page.goto(f"/trips/plan?destination={company.district_code}&day={NEXT_DAY.isoformat()}")
     boxes = page.locator("input[name=requests]")
     assert boxes.count() == 1
     boxes.first.check()
     for coach_id in company.coach_ids:
         page.locator(f"input[name=vehicles][value='{coach_id}']").check()
-    # Planned before the train's seats are given, so as first legs from Jinan station, and
-    # connected to the train on the trip form afterwards. (A connecting leg planned on the plan
-    # page carries the workers already seated on the feeding trip:
-    # test_a_connecting_leg_can_be_planned_on_the_plan_page below.)
+    # Connecting legs from the train, planned once its seats are given: they carry the
+    # workers seated on it (workers planned on the train wait for it, not for a coach planned
+    # as another first leg).
     fill_leg(page, coach_leg(company))
+    page.select_option("#connects_from_id", str(train))
     planned = plan_and_apply(app, page, company.cleared)
     assert len([n for n in planned if n]) == len(company.coach_ids)
     press(page, page.locator("button[name=apply][value='1']"))
@@ -632,10 +632,7 @@ def coordinator_plans_coaches(app: Flask, company: Company, page: Page) -> list[
 def edit_trip(app: Flask, page: Page, trip_id: int, **changes: str) -> None:
     page.goto(f"/trips/{trip_id}/edit")
     for name, value in changes.items():
-        if name == "connects_from_id":
-            page.select_option("#connects_from_id", value)
-        else:
-            page.fill(f"#{name}", value)
+        page.fill(f"#{name}", value)
     press(page, page.locator("main form button[type=submit]"))
     assert page.url.endswith(f"/trips/{trip_id}"), page.url
     assert said(app, "Trip saved.") in flash(page)
@@ -770,30 +767,12 @@ def test_k4016_through_the_pages(app, k4016, live_server, browser):  # noqa: F81
         employer_imports_and_submits(app, company, rosters[company.key], hr[company.key])
     clock.lap("employers: roster, request, submit")
 
-    # 2. The coordinator approves, plans the train and each site's coaches, connects them.
+    # 2. The coordinator approves, plans the train and gives its seats (the failing passes
+    # are checked again and stay off), then plans each site's coaches on from the train.
     desk = sign_in_page(browser, live_server, cast.coordinator_email, problems, typed=True)
     coordinator_approves(app, desk)
     train = coordinator_plans_the_train(app, cast, desk)
-    coach_trips = {c.key: coordinator_plans_coaches(app, c, desk) for c in companies}
-    company_of = {t: c for c in companies for t in coach_trips[c.key]}
-    all_coaches = list(company_of)
-    assert len(all_coaches) == 23
     edit_trip(app, desk, train, escort_name="孙卫东", escort_phone="13700001111")
-    # The coaches of two sites through the pages, the 18 others through the same forms.
-    by_hand = coach_trips[biggest.key] + coach_trips[FOLLOWED_EMPLOYER]
-    by_tab = [t for t in all_coaches if t not in by_hand]
-    for trip_id in by_hand:
-        edit_trip(app, desk, trip_id, connects_from_id=str(train))
-    office = Tab(app, desk)
-    for trip_id in by_tab:
-        form = {**coach_leg(company_of[trip_id]), "connects_from_id": str(train)}
-        assert said(app, "Trip saved.") in office.post(f"/trips/{trip_id}/edit", form)
-    desk.goto(f"/trips/{train}")
-    assert desk.locator("dl.facts dd a[href^='/trips/']").count() == 23  # continues on
-    clock.lap("coordinator: approve, plan, connect")
-
-    # Seats: the train first (the failing passes are checked again and stay off), then each
-    # site's coaches from the workers seated on the train; their manifests are final at once.
     cleared = sum(c.cleared for c in companies)
     allowed = said(app, "%(seated)s seated of %(capacity)s allowed", seated=cleared, capacity=531)
     assert give_seats(app, desk, train) == cleared
@@ -805,6 +784,19 @@ def test_k4016_through_the_pages(app, k4016, live_server, browser):  # noqa: F81
         3,
     )
     assert kept_off in flash(desk)  # the three failing passes, checked again for this train
+    coach_trips = {c.key: coordinator_plans_coaches(app, c, desk, train) for c in companies}
+    company_of = {t: c for c in companies for t in coach_trips[c.key]}
+    all_coaches = list(company_of)
+    assert len(all_coaches) == 23
+    desk.goto(f"/trips/{train}")
+    assert desk.locator("dl.facts dd a[href^='/trips/']").count() == 23  # continues on
+    clock.lap("coordinator: approve, plan, seat the train, plan the coaches")
+
+    # Seats on each site's coaches, from the workers seated on the train; their manifests
+    # are final at once. Two sites through the pages, the 18 others through the same forms.
+    by_hand = coach_trips[biggest.key] + coach_trips[FOLLOWED_EMPLOYER]
+    by_tab = [t for t in all_coaches if t not in by_hand]
+    office = Tab(app, desk)
     for trip_id in by_hand:
         assert give_seats(app, desk, trip_id) == lock(app, desk, trip_id)
     for trip_id in by_tab:
@@ -1182,8 +1174,16 @@ def test_no_handover_is_offered_for_a_train_everyone_rides_on_from(
     escort = client_as("coordinator")
     for _entry, code in train_codes(app, train):
         submit(escort, f"/trips/{train}/boarding", {"code": code, "temperature": "36.5"})
-    for action in ("depart", "arrive"):
-        assert submit(escort, f"/trips/{train}/{action}", form_url=f"/trips/{train}").status_code
+    assert submit(escort, f"/trips/{train}/depart", form_url=f"/trips/{train}").status_code
+    arrived = submit(
+        escort, f"/trips/{train}/arrive", form_url=f"/trips/{train}", follow_redirects=True
+    )
+    with app.test_request_context():  # the page says why no employer is asked to come
+        rides_on = gettext(
+            "The trip has arrived and is closed: everyone on it rides on, and is handed over "
+            "at their last stop."
+        )
+    assert rides_on in arrived.get_data(as_text=True)
     with app.app_context():
         assert db.session.get(Trip, train).status == TripStatus.CLOSED
     page = client_as("employer").get(f"/requests/{request_id}").get_data(as_text=True)

@@ -25,10 +25,10 @@ from app.notify.models import Channel, Notification
 from app.notify.services import Outgoing, drop_pending, notify_many, render
 from app.trips import allocation
 from app.trips import services as trips
-from app.trips.forms import message_for
+from app.trips.forms import MESSAGES, message_for
 from app.trips.models import SeatAssignment, Trip, TripStatus
 from tests import scenario
-from tests.conftest import People, submit
+from tests.conftest import People, sign_in, submit
 
 DAY = local_today("Asia/Shanghai") + timedelta(days=2)
 
@@ -754,7 +754,15 @@ def test_a_driver_cannot_be_on_two_overlapping_trips(app, people, client_as, thr
     assert give_driver(first).status_code == 302
     refused = give_driver(second)
     assert refused.status_code == 200
-    assert said(app, "trip.driver_busy") in refused.get_data(as_text=True)
+    # Which driver, and on which trip: the coordinator knows whom to replace, or where.
+    with app.app_context():
+        busy = db.session.get(scenario.Driver, ids["driver"]).name
+        reference = db.session.get(Trip, first).reference
+    with app.test_request_context():
+        expected = str(MESSAGES["trip.driver_busy"]) % {"driver": busy, "trip": reference}
+    assert field_errors(refused.get_data(as_text=True), "drivers") == [expected]
+    assert busy in expected
+    assert reference in expected
     with app.app_context():
         assert db.session.get(Trip, second).drivers == []
 
@@ -1096,3 +1104,332 @@ def test_a_seat_sms_leaves_the_driver_out_when_the_trip_has_no_number_to_call(
         db.session.commit()
     assert "司机 +8613900001111。" in sms_texts(app, "seat_given")[0]
     assert "Driver +8613900001111." in sms_texts(app, "seat_given", "en")[0]
+
+
+@pytest.fixture
+def train_and_coach(app, people, issuer_key) -> dict:
+    """A train (leg 1, 06:00 to 20:00 on DAY) with 7 seated workers, and the coach that takes
+    them on from the station at 21:00 (leg 2), its 7 seats given too. Returns ids."""
+    with app.app_context():
+        coordinator = db.session.get(scenario.User, people.coordinator_id)
+        request = scenario.approved_request(
+            people.organization_a_id, people.coordinator_id, issuer_key, DAY, {"东村": 7}
+        )
+        zone = trips.health.local_zone()
+        midnight = trips.datetime.combine(DAY, trips.datetime.min.time(), zone)
+        rail = trips.Leg(
+            "500100",
+            "重庆西站",
+            None,
+            "370100",
+            "济南站",
+            None,
+            midnight + timedelta(hours=6),
+            midnight + timedelta(hours=20),
+            50,
+            0,
+            True,
+        )
+        train = scenario.vehicle("K4016", "train-hard-seat-118", 1, first_carriage=3, kind="train")
+        train_trip = trips.create_trip(train, rail, coordinator, {request.id: 7})
+        road = trips.Leg(
+            "370100",
+            "济南站北广场",
+            None,
+            "370100",
+            "甲建筑项目部",
+            None,
+            midnight + timedelta(hours=21),
+            midnight + timedelta(hours=23),
+            50,
+            2,
+            False,
+            connects_from_id=train_trip.id,
+        )
+        coach_trip = trips.create_trip(
+            scenario.vehicle("鲁A10000"), road, coordinator, {request.id: 7}
+        )
+        assert trips.allocate_seats(train_trip.id, coordinator).seated == 7
+        assert trips.allocate_seats(coach_trip.id, coordinator).seated == 7
+        db.session.commit()
+        return {
+            "train": train_trip.id,
+            "coach": coach_trip.id,
+            "coach_reference": coach_trip.reference,
+            "request": request.id,
+        }
+
+
+def train_form(**changes) -> dict:
+    """The train's edit form as the page shows it, with ``changes``."""
+    return (
+        leg_form(
+            origin_region_code="500100",
+            origin_point="重庆西站",
+            origin_address="",
+            destination_point="济南站",
+            destination_address="",
+            arrives_on=DAY.isoformat(),
+            departs_time="06:00",
+            arrives_time="20:00",
+            max_load_percent="50",
+            alternate_seats="y",
+        )
+        | changes
+    )
+
+
+def coach_form(train_id: int, **changes) -> dict:
+    """The connecting coach's edit form as the page shows it, with ``changes``."""
+    return (
+        leg_form(
+            origin_region_code="370100",
+            origin_point="济南站北广场",
+            origin_address="",
+            destination_point="甲建筑项目部",
+            destination_address="",
+            arrives_on=DAY.isoformat(),
+            departs_time="21:00",
+            arrives_time="23:00",
+            max_load_percent="50",
+            isolation_rows="2",
+            connects_from_id=str(train_id),
+        )
+        | changes
+    )
+
+
+def field_errors(html: str, name: str) -> list[str]:
+    """The messages shown next to a form field."""
+    block = re.search(rf'<div class="field[^"]*">\s*<label for="{name}".*?</div>', html, re.S)
+    return re.findall(r'<p class="error" role="alert">(.*?)</p>', block.group(0), re.S)
+
+
+def test_a_seated_connecting_legs_connection_cannot_change(app, client_as, train_and_coach):
+    """The coach's seven workers sit on it as the train's onward leg (their seats are leg 2):
+    turning it into a first leg, whose workers nobody checked, is refused next to the field,
+    and nothing changes; without the change the same form saves."""
+    ids = train_and_coach
+    coordinator = client_as("coordinator")
+    url = f"/trips/{ids['coach']}/edit"
+    refused = submit(coordinator, url, coach_form(ids["train"], connects_from_id="0"))
+    assert refused.status_code == 200
+    html = refused.get_data(as_text=True)
+    assert field_errors(html, "connects_from_id") == [
+        said(app, "trip.connection_fixed_once_seated")
+    ]
+    with app.app_context():
+        coach = db.session.get(Trip, ids["coach"])
+        assert (coach.connects_from_id, coach.leg) == (ids["train"], 2)
+        assert trips._rides_on(db.session.get(Trip, ids["train"])) == {
+            a.roster_entry_id for a in trips.assignments(ids["coach"])
+        }
+    saved = submit(coordinator, url, coach_form(ids["train"], escort_name="王干事"))
+    assert saved.status_code == 302
+    with app.app_context():
+        coach = db.session.get(Trip, ids["coach"])
+        assert (coach.connects_from_id, coach.leg, coach.escort_name) == (ids["train"], 2, "王干事")
+
+
+def test_a_train_cannot_arrive_after_its_onward_coaches_leave(app, client_as, train_and_coach):
+    """The coach leaves the station at 21:00: the train's arrival moved to 23:30 is refused,
+    naming the coach; 20:45 is saved."""
+    ids = train_and_coach
+    coordinator = client_as("coordinator")
+    url = f"/trips/{ids['train']}/edit"
+    refused = submit(coordinator, url, train_form(arrives_time="23:30"))
+    assert refused.status_code == 200
+    html = refused.get_data(as_text=True)
+    with app.test_request_context():
+        expected = str(MESSAGES["trip.onward_departs_before_arrival"]) % {
+            "trips": ids["coach_reference"]
+        }
+    assert re.findall(r'<p class="error form-error" role="alert">(.*?)</p>', html) == [expected]
+    with app.app_context():
+        train = db.session.get(Trip, ids["train"])
+        assert train.arrives_at.astimezone(trips.health.local_zone()).hour == 20
+    saved = submit(coordinator, url, train_form(arrives_time="20:45"))
+    assert saved.status_code == 302
+    with app.app_context():
+        train = db.session.get(Trip, ids["train"])
+        assert train.arrives_at.astimezone(trips.health.local_zone()).minute == 45
+
+
+def test_a_seat_is_typed_as_the_screen_shows_it(app, people, client_as, train_and_coach):
+    """The seat field takes a seat as the page prints it ("03车 005号"), with or without the
+    carriage's leading zero, in full-width characters, lower case, between spaces; a seat the
+    vehicle does not have is still refused as such."""
+    ids = train_and_coach
+    coordinator = client_as("coordinator")
+
+    def move(trip_id: int, entry_id: int, typed: str):
+        return submit(
+            coordinator,
+            f"/trips/{trip_id}/seats/move",
+            {
+                "seats_version": seat_version(coordinator, trip_id),
+                "entry_id": entry_id,
+                "to_seat": typed,
+            },
+            form_url=f"/trips/{trip_id}/seats",
+        )
+
+    def free_seat(trip_id: int, entry_id: int):
+        """A seat this worker may take by hand, other than their own."""
+        with app.app_context():
+            trip = db.session.get(Trip, trip_id)
+            existing = seats_of(app, trip_id)
+            seat_map = trip.vehicle.seat_map
+            return next(
+                seat
+                for seat in seat_map.seats
+                if seat.label not in existing.values()
+                and allocation.check_move(
+                    seat_map, trip.policy, trip.all_blocked_seats, existing, entry_id, seat.label
+                )
+                is None
+            )
+
+    train, coach = ids["train"], ids["coach"]
+    entry_id = sorted(seats_of(app, train))[0]
+    variants = [
+        lambda seat: seat.display,  # 03车 005号
+        lambda seat: f"0{seat.carriage}-{seat.local}",  # 03-005
+        lambda seat: f"  {seat.carriage}-{int(seat.local)} ",  # 3-5
+        lambda seat: seat.display.translate(FULL_WIDTH),  # ０３车 ００５号
+    ]
+    for typed_as in variants:
+        seat = free_seat(train, entry_id)
+        moved = move(train, entry_id, typed_as(seat))
+        assert moved.status_code == 302, typed_as(seat)
+        assert seats_of(app, train)[entry_id] == seat.label
+    coach_entry = sorted(seats_of(app, coach))[0]
+    seat = free_seat(coach, coach_entry)
+    assert move(coach, coach_entry, f" {seat.label.lower()} ").status_code == 302
+    assert seats_of(app, coach)[coach_entry] == seat.label
+
+    before = seats_of(app, train)
+    for nowhere in ("03车 999号", "05-001", "3A", ""):
+        refused = move(train, entry_id, nowhere)
+        assert refused.status_code == 409, nowhere
+        assert said(app, "seat.no_such_seat") in refused.get_data(as_text=True)
+    assert seats_of(app, train) == before
+
+
+FULL_WIDTH = str.maketrans(
+    "0123456789-ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "０１２３４５６７８９－ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ",
+)
+
+
+def test_a_count_that_is_not_a_whole_number_is_marked_in_the_plan_kept_as_edited(
+    app, client_as, three_employers
+):
+    """A count the plan cannot read (7², which str.isdigit took and int refused: a 500;
+    -1, abc, 7.0, nothing) keeps the plan on the page with every edit as typed, and the
+    message sits next to that cell, naming its vehicle and request. Nothing is created."""
+    ids = three_employers
+    coordinator = client_as("coordinator")
+    page = plan_page(coordinator, ids["requests"], [ids["big"]])
+    inputs = plan_inputs(page.get_data(as_text=True))
+    first, second, third = sorted(inputs)
+    with app.app_context():
+        vehicle = db.session.get(Vehicle, ids["big"]).identifier
+        reference = db.session.get(TransportRequest, int(first.split("-")[2])).reference
+    for typed in ("7²", "-1", "abc", "7.0", " "):
+        edited = {**inputs, first: typed, second: "5"}
+        answer = submit(
+            coordinator,
+            "/trips/plan",
+            {
+                **leg_form(),
+                "requests": [str(r) for r in ids["requests"]],
+                "vehicles": [str(ids["big"])],
+                **edited,
+                "apply": "1",
+            },
+        )
+        assert answer.status_code == 200, typed
+        html = answer.get_data(as_text=True)
+        cells = dict(re.findall(r'name="(load-\d+-\d+)"[^>]*value="([^"]*)"', html))
+        assert cells == edited
+        with app.test_request_context():
+            expected = gettext(
+                "%(vehicle)s, %(ref)s: the number of workers must be a whole number, 0 or more.",
+                vehicle=vehicle,
+                ref=reference,
+            )
+        cell = re.search(rf'<td>\s*<input[^>]*name="{first}".*?</td>', html, re.S).group(0)
+        assert 'aria-invalid="true"' in cell
+        assert re.findall(r'<p class="error" role="alert">(.*?)</p>', cell) == [expected]
+        assert f'name="{third}"' in html
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Trip)) == 0
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_workers_planned_on_a_trip_no_longer_wait_for_a_plan(database, request, tmp_path):
+    """A request's 20 workers planned on a coach ("only create the trips": no seat yet) no
+    longer wait: the plan page says 0 waiting, and the same plan applied again on another
+    coach (a second coordinator's, made before the first was applied) is refused, saying
+    why; one trip, once. Taking seats on that coach does not make them wait again."""
+    app = request.getfixturevalue("app" if database == "sqlite" else "pg_app")
+    people = request.getfixturevalue("people" if database == "sqlite" else "pg_people")
+    with app.app_context():
+        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
+        transport = scenario.approved_request(
+            people.organization_a_id, people.coordinator_id, key, DAY, {"东村": 20}
+        )
+        coaches = [scenario.vehicle("渝F12345").id, scenario.vehicle("渝F54321").id]
+        db.session.commit()
+        request_id, reference = transport.id, transport.reference
+    coordinator = app.test_client()
+    sign_in(coordinator, People.EMAILS["coordinator"])
+
+    def waiting_shown() -> str:
+        """What the plan page's list of requests says of this one's waiting workers."""
+        page = coordinator.get("/trips/plan").get_data(as_text=True)
+        return re.search(rf"{reference} · [^<]* · ([^·<]*)</label>", page).group(1).strip()
+
+    def waiting(n: int) -> str:
+        with app.test_request_context():
+            return gettext("%(num)s waiting", num=n)
+
+    assert waiting_shown() == waiting(20)
+    plans = []
+    for coach in coaches:  # two coordinators make their plans before either applies
+        page = plan_page(coordinator, [request_id], [coach]).get_data(as_text=True)
+        inputs = plan_inputs(page)
+        assert sum(int(v) for v in inputs.values()) == 20
+        plans.append(
+            {**leg_form(), "requests": [str(request_id)], "vehicles": [str(coach)], **inputs}
+        )
+    first = submit(coordinator, "/trips/plan", {**plans[0], "apply": "1"})
+    assert first.status_code == 302
+    assert waiting_shown() == waiting(0)
+
+    second = submit(coordinator, "/trips/plan", {**plans[1], "apply": "1"})
+    assert second.status_code == 200
+    with app.test_request_context():
+        why = gettext(
+            "%(ref)s: %(planned)s planned, but only %(limit)s workers wait: the others are "
+            "already planned on trips that have not given them a seat yet.",
+            ref=reference,
+            planned=20,
+            limit=0,
+        )
+    assert why in second.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Trip)) == 1
+        trip_id = db.session.scalar(select(Trip.id))
+
+    # Seats given to all but two (their seats taken back): those two wait for this coach.
+    submit(coordinator, f"/trips/{trip_id}/allocate", form_url=f"/trips/{trip_id}")
+    with app.app_context():
+        actor = db.session.get(User, people.coordinator_id)
+        for entry_id in sorted(seats_of(app, trip_id))[:2]:
+            trips.unseat(trip_id, entry_id, None, actor)
+        db.session.commit()
+    assert waiting_shown() == waiting(0)

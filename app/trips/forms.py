@@ -54,6 +54,10 @@ MESSAGES = {
     "trip.departs_before_feeder_arrives": _l(
         "This leg would leave before the connecting trip arrives."
     ),
+    "trip.onward_departs_before_arrival": _l(
+        "The connecting trips %(trips)s would leave before this trip arrives: change their "
+        "departure first."
+    ),
     "trip.vehicle_inactive": _l("This vehicle is out of service."),
     "trip.vehicle_busy": _l("This vehicle is already on another trip at that time."),
     "trip.not_editable": _l("This trip can no longer be changed."),
@@ -63,8 +67,12 @@ MESSAGES = {
     "trip.day_fixed_once_seated": _l(
         "Seats have been given for this day: take them back before moving the trip to another day."
     ),
+    "trip.connection_fixed_once_seated": _l(
+        "Seats have been given on this trip as part of its connection: take them back before "
+        "changing the trip it connects from."
+    ),
     "trip.driver_inactive": _l("One of these drivers is no longer active."),
-    "trip.driver_busy": _l("One of these drivers is on another trip at an overlapping time."),
+    "trip.driver_busy": _l("%(driver)s drives trip %(trip)s at an overlapping time."),
     "trip.unknown_seat": _l("There is no such seat on this vehicle."),
     "trip.block_taken_seat": _l("Someone sits on this seat: move them before blocking it."),
     "trip.stale": _l(

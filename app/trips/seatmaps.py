@@ -13,6 +13,10 @@ API
 ``build_vehicle(template, carriages=1, directory=DEFAULT_DIR) -> SeatMap``
     ``carriages`` is a count (numbered 1..n) or the carriage numbers themselves, e.g.
     ``range(3, 9)`` for reserved carriages 03–08 of a special train.
+``SeatMap.label_for(text) -> str | None``
+    The machine label of a seat as a person types it: the label or the displayed text, with
+    or without leading zeros, in any case, full-width or not, between spaces ("03车 045号",
+    "03-045", "3-45" all give "3-045"); ``None`` when the vehicle has no such seat.
 ``available_templates(directory=DEFAULT_DIR) -> list[str]``
     The template names (file stems), sorted.
 ``SeatMapError(ValueError)``
@@ -57,9 +61,10 @@ from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "config" / "seatmaps"
@@ -162,6 +167,21 @@ class SeatMap:
         except KeyError:
             raise KeyError(f"{self.template}: no seat {label}") from None
 
+    def label_for(self, text: str) -> str | None:
+        """The machine label of the seat ``text`` names (see the module's API), or None."""
+        key = _typed_key(text)
+        return self._typed_labels.get(key) if key else None
+
+    @cached_property
+    def _typed_labels(self) -> dict[tuple[str, ...], str | None]:
+        """Typed-seat key -> machine label, from each seat's label and displayed text (None
+        where two seats would share a key: such a text names no seat)."""
+        labels: dict[tuple[str, ...], str | None] = {}
+        for seat in self.seats:
+            for key in {_typed_key(seat.label), _typed_key(seat.display)}:
+                labels[key] = seat.label if labels.get(key, seat.label) == seat.label else None
+        return labels
+
     def index(self, label: str) -> int:
         """The seat's place in seat order (0-based)."""
         return self._index[label]
@@ -205,6 +225,17 @@ class SeatMap:
             pieces[-1].append(label)
             previous = (seat.carriage, rank)
         return pieces
+
+
+def _typed_key(text: str) -> tuple[str, ...]:
+    """A seat as typed, reduced to its runs of digits (leading zeros dropped) and of letters
+    (upper case), full-width characters folded: anything else, 车 and 号 included, only
+    separates them."""
+    folded = unicodedata.normalize("NFKC", text).upper()
+    return tuple(
+        (part.lstrip("0") or "0") if part.isdigit() else part
+        for part in re.findall(r"[0-9]+|[A-Z]+", folded)
+    )
 
 
 def _check_pair(where: str, seat: Seat, other: str, index: dict, seats: Sequence[Seat]) -> None:

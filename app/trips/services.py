@@ -190,6 +190,22 @@ def _check_leg(leg: Leg) -> Trip | None:
     return feeder
 
 
+def _check_onward(trip: Trip, leg: Leg) -> None:
+    """The legs this trip feeds leave after it arrives (``_check_leg`` looks the other way)."""
+    onward = db.session.scalars(
+        select(Trip)
+        .where(
+            Trip.connects_from_id == trip.id,
+            Trip.status != TripStatus.CANCELLED,
+            Trip.departs_at < leg.arrives_at,
+        )
+        .order_by(Trip.departs_at, Trip.id)
+    ).all()
+    if onward:
+        references = ", ".join(t.reference for t in onward)
+        raise DomainError("trip.onward_departs_before_arrival", "arrives_at", trips=references)
+
+
 def _vehicles_busy(
     vehicle_ids: list[int], start: datetime, end: datetime, except_trip: int | None = None
 ) -> bool:
@@ -255,9 +271,14 @@ def update_trip(trip_id: int, leg: Leg, escort: tuple[str, str], actor: User) ->
     if trip.status not in SEATING_STATUSES:
         raise DomainError("trip.not_editable")
     feeder = _check_leg(leg)
+    _check_onward(trip, leg)
     if _vehicles_busy([trip.vehicle_id], leg.departs_at, leg.arrives_at, trip.id):
         raise DomainError("trip.vehicle_busy", "departs_at")
     taken = assignments(trip.id, with_workers=True)
+    # Seats carry their leg number, and a connecting leg's workers were checked on the trip
+    # that feeds it: moving the trip in or out of a chain would leave both wrong.
+    if taken and leg.connects_from_id != trip.connects_from_id:
+        raise DomainError("trip.connection_fixed_once_seated", "connects_from_id")
     policy_changed = (leg.max_load_percent, leg.isolation_rows, leg.alternate_seats) != (
         trip.max_load_percent,
         trip.isolation_rows,
@@ -309,7 +330,9 @@ def set_drivers(trip_id: int, driver_ids: Sequence[int], actor: User) -> None:
             .limit(1)
         )
         if clash is not None:
-            raise DomainError("trip.driver_busy", "drivers")
+            raise DomainError(
+                "trip.driver_busy", "drivers", driver=driver.name, trip=clash.reference
+            )
     trip.drivers = drivers
     db.session.flush()
     record_audit("trip.drivers_set", trip, actor, drivers=[d.id for d in drivers])
@@ -341,13 +364,69 @@ def _check_version(trip: Trip, seen_version: int | None) -> None:
 
 
 def plannable_counts(request_ids: Iterable[int]) -> dict[int, int]:
-    """Per request: workers waiting for a first-leg seat (not seated, health not failed)."""
+    """Per request: workers waiting for a first-leg plan (see ``_waiting_counts``)."""
+    return _waiting_counts(request_ids, None)[0]
+
+
+def _waiting_counts(
+    request_ids: Iterable[int], connects_from_id: int | None
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Per request: workers waiting for a plan on a leg — a first leg: those not seated
+    whose health has not failed; a leg from ``connects_from_id``: those the feeding trip
+    carries who have no onward seat — less those a live trip on the same leg is planned to
+    carry and has not seated yet (they wait for that trip, not for another plan). Also
+    returns those held so, per request."""
+    ids = list(request_ids)
+    if connects_from_id is None:
+        counts = dict(
+            db.session.execute(
+                select(RosterEntry.request_id, func.count())
+                .where(RosterEntry.request_id.in_(ids), RosterEntry.status.in_(PLANNABLE))
+                .group_by(RosterEntry.request_id)
+            ).all()
+        )
+    else:
+        counts = _feeder_counts(connects_from_id, ids)
+    held = _held_by_plans(ids, connects_from_id)
+    waiting = {rid: n - held.get(rid, 0) for rid, n in counts.items() if n > held.get(rid, 0)}
+    return waiting, held
+
+
+def _held_by_plans(request_ids: list[int], connects_from_id: int | None) -> dict[int, int]:
+    """Per request: the places live trips on this leg (first legs, or legs from this feeder)
+    keep for its workers: each load's planned count less the seats its trip gave them. A
+    worker who fails the health check still holds one (the trip seats them once cleared)."""
+    seated = (
+        select(func.count())
+        .select_from(SeatAssignment)
+        .join(RosterEntry, RosterEntry.id == SeatAssignment.roster_entry_id)
+        .where(
+            SeatAssignment.trip_id == TripLoad.trip_id,
+            RosterEntry.request_id == TripLoad.request_id,
+        )
+        .scalar_subquery()
+    )
+    same_leg = (
+        Trip.connects_from_id.is_(None)
+        if connects_from_id is None
+        else Trip.connects_from_id == connects_from_id
+    )
+    loads = (
+        select(TripLoad.request_id, (TripLoad.planned - seated).label("unseated"))
+        .join(Trip, Trip.id == TripLoad.trip_id)
+        .where(
+            TripLoad.request_id.in_(request_ids),
+            Trip.status.in_([s.value for s in SEATING_STATUSES]),
+            same_leg,
+        )
+        .subquery()
+    )
     rows = db.session.execute(
-        select(RosterEntry.request_id, func.count())
-        .where(RosterEntry.request_id.in_(list(request_ids)), RosterEntry.status.in_(PLANNABLE))
-        .group_by(RosterEntry.request_id)
+        select(loads.c.request_id, func.sum(loads.c.unseated))
+        .where(loads.c.unseated > 0)
+        .group_by(loads.c.request_id)
     ).all()
-    return dict(rows)
+    return {rid: int(n) for rid, n in rows}
 
 
 def vehicle_option(vehicle: Vehicle, policy: allocation.Policy) -> allocation.VehicleOption:
@@ -369,19 +448,16 @@ def make_plan(
     """Which requests ride which of these vehicles (the pure planner on today's numbers): on
     a first leg their workers waiting for a seat, on a connecting leg those the feeding trip
     carries who have no onward seat yet."""
-    ids = [r.id for r in requests]
-    counts = (
-        _feeder_counts(connects_from_id, ids)
-        if connects_from_id is not None
-        else plannable_counts(ids)
-    )
+    counts = _waiting_counts([r.id for r in requests], connects_from_id)[0]
     groups = [(str(r.id), counts.get(r.id, 0)) for r in requests if counts.get(r.id)]
     return allocation.plan(groups, [vehicle_option(v, policy) for v in vehicles])
 
 
 @dataclass
 class PlanProblem:
-    code: str  # "over_capacity" (a vehicle); "short", "too_many", "outside_window" (a request)
+    # "over_capacity" (a vehicle); "short", "too_many", "already_planned" (more than wait, the
+    # others held by trips planned before), "outside_window" (a request)
+    code: str
     subject: str  # the vehicle identifier or the request reference
     planned: int
     limit: int
@@ -408,10 +484,9 @@ def apply_plan(
     vehicles = {v.id: v for v in db.session.scalars(select(Vehicle).where(Vehicle.id.in_(loads)))}
     if set(vehicles) != set(loads):
         raise DomainError("plan.vehicles_changed")
-    if leg.connects_from_id is not None:
-        waiting = _feeder_counts(leg.connects_from_id, request_ids)
-    else:
-        waiting = plannable_counts(request_ids)
+    # Counted under the requests' locks: of two plans for the same workers, the second
+    # finds them held by the first's trips.
+    waiting, held = _waiting_counts(request_ids, leg.connects_from_id)
     problems = []
     if leg.connects_from_id is None:  # a first leg leaves within each request's window
         day = local_date(leg.departs_at)
@@ -431,7 +506,7 @@ def apply_plan(
         planned = sum(per.get(rid, 0) for per in loads.values())
         need = waiting.get(rid, 0)
         if planned != need:
-            code = "short" if planned < need else "too_many"
+            code = "short" if planned < need else "already_planned" if held.get(rid) else "too_many"
             problems.append(PlanProblem(code, requests[rid].reference, planned, need))
     if problems:
         return [], problems
@@ -847,7 +922,8 @@ def _assignment(trip_id: int, entry_id: int) -> SeatAssignment | None:
 
 def move_seat(trip_id: int, entry_id: int, to_seat: str, seen_version: int, actor: User) -> None:
     """A coordinator puts a worker (seated on this trip, or planned on it and waiting) on a
-    seat by hand, with the same checks as the allocator."""
+    seat by hand, with the same checks as the allocator. ``to_seat`` as typed: the seat's
+    label or the text the pages show for it (``SeatMap.label_for``)."""
     trip = lock_trip(trip_id)
     if trip.status not in SEATING_STATUSES:
         raise DomainError("trip.not_seating")
@@ -862,21 +938,25 @@ def move_seat(trip_id: int, entry_id: int, to_seat: str, seen_version: int, acto
             _lock_requests([entry.request_id])
         if load is None or entry not in _waiting_entries(trip, load.request_id):
             raise DomainError("seat.not_waiting")
+    seat_map = trip.vehicle.seat_map
+    label = seat_map.label_for(to_seat)
+    if label is None:
+        raise DomainError("seat.no_such_seat")
     refusal = allocation.check_move(
-        trip.vehicle.seat_map, trip.policy, trip.all_blocked_seats, existing, entry_id, to_seat
+        seat_map, trip.policy, trip.all_blocked_seats, existing, entry_id, label
     )
     if refusal:
         raise DomainError(f"seat.{refusal}")
     if current is None:
-        _give([(trip, {entry_id: to_seat})], {entry_id: entry.request_id}, actor, manual=True)
-    elif current.seat_label != to_seat:
+        _give([(trip, {entry_id: label})], {entry_id: entry.request_id}, actor, manual=True)
+    elif current.seat_label != label:
         previous = current.seat_label
-        current.seat_label, current.manual, current.assigned_by_id = to_seat, True, actor.id
+        current.seat_label, current.manual, current.assigned_by_id = label, True, actor.id
         trip.seats_version += 1
         db.session.flush()
         if trip.status == TripStatus.LOCKED:
             _tell_seats(trip, [current], "changed", f"v{trip.seats_version}")
-        record_audit("seat.moved", trip, actor, entry_id=entry_id, old=previous, new=to_seat)
+        record_audit("seat.moved", trip, actor, entry_id=entry_id, old=previous, new=label)
 
 
 def swap_seats(trip_id: int, entry_a: int, entry_b: int, seen_version: int, actor: User) -> None:
@@ -1590,7 +1670,10 @@ def depart(trip_id: int, actor: User) -> None:
     _tell_employers(trip, "trip_departed")
 
 
-def arrive(trip_id: int, actor: User) -> None:
+def arrive(trip_id: int, actor: User) -> str:
+    """The trip is at its stop. Returns what follows: "handover" (the employers are asked to
+    it), or the trip is closed at once: "rides_on" (everyone who boarded rides on) or "empty"
+    (nobody boarded)."""
     trip = lock_trip(trip_id)
     if trip.status != TripStatus.DEPARTED:
         raise DomainError("trip.cannot_arrive")
@@ -1598,8 +1681,10 @@ def arrive(trip_id: int, actor: User) -> None:
     db.session.flush()
     record_audit("trip.arrived", trip, actor)
     _tell_employers(trip, "trip_arrived")
-    if not handover_due(trip):  # everyone rides on: nothing to hand over here
-        trip.status = TripStatus.CLOSED.value
+    if handover_due(trip):
+        return "handover"
+    trip.status = TripStatus.CLOSED.value  # nothing to hand over here
+    return "rides_on" if boarding_counts(trip.id)["boarded"] else "empty"
 
 
 def _boarded_by_request(trip: Trip) -> dict[int, list[SeatAssignment]]:

@@ -284,15 +284,32 @@ def _plan_choices(form: PlanForm) -> tuple[list[TransportRequest], list[Vehicle]
     return chosen_requests, chosen_vehicles
 
 
-def _posted_loads() -> dict[int, dict[int, int]]:
-    """The (possibly edited) plan: inputs named load-<vehicle id>-<request id>."""
-    loads: dict[int, dict[int, int]] = {}
+def _posted_loads() -> dict[int, dict[int, str]]:
+    """The (possibly edited) plan as typed: inputs named load-<vehicle id>-<request id>."""
+    loads: dict[int, dict[int, str]] = {}
     for name, value in request.form.items():
         parts = name.split("-")
         if len(parts) == 3 and parts[0] == "load" and parts[1].isdigit() and parts[2].isdigit():
-            count = int(value) if value.strip().isdigit() else -1
-            loads.setdefault(int(parts[1]), {})[int(parts[2])] = count
+            loads.setdefault(int(parts[1]), {})[int(parts[2])] = value
     return loads
+
+
+def _counts(
+    typed: dict[int, dict[int, str]],
+) -> tuple[dict[int, dict[int, int]], set[tuple[int, int]]]:
+    """The typed plan as numbers, and the cells (vehicle id, request id) that are not a
+    whole number 0 or more: ASCII digits only (str.isdigit also takes 7², which int refuses),
+    and no more of them than any vehicle's count needs."""
+    counts: dict[int, dict[int, int]] = {}
+    bad = set()
+    for vehicle_id, per in typed.items():
+        for request_id, text in per.items():
+            text = text.strip()
+            if text.isascii() and text.isdigit() and len(text) <= 9:
+                counts.setdefault(vehicle_id, {})[request_id] = int(text)
+            else:
+                bad.add((vehicle_id, request_id))
+    return counts, bad
 
 
 @bp.route("/trips/plan", methods=["GET", "POST"])
@@ -316,14 +333,13 @@ def plan():
             form.departs_on.data = first.earliest_departure
             form.arrives_on.data = first.earliest_departure
     result = problems = None
+    bad_counts: set[tuple[int, int]] = set()
     if form.validate_on_submit():
         if not chosen_requests or not chosen_vehicles:
             form.form_errors.append(MESSAGES["plan.nothing"])
         elif "apply" in request.form:
-            loads = _posted_loads()
-            if any(n < 0 for per in loads.values() for n in per.values()):
-                form.form_errors.append(_("Each count must be a whole number, 0 or more."))
-            else:
+            loads, bad_counts = _counts(_posted_loads())
+            if not bad_counts:  # else the plan stays as typed, each unreadable count marked
                 try:
                     trips, problems = services.apply_plan(_leg(form), loads, current_user)
                     given = None
@@ -362,7 +378,8 @@ def plan():
         vehicles_in_plan=[vehicles[chosen_vehicles[v.option].id] for v in result.vehicles]
         if result
         else [],
-        posted=_posted_loads() if problems else None,
+        posted=_posted_loads() if problems or bad_counts else None,
+        bad_counts=bad_counts,
     )
 
 
@@ -445,7 +462,7 @@ def change_seat(trip_id: int, action: str):
     seen = _seen_version(form)
     if action == "move":
         operation = lambda: services.move_seat(  # noqa: E731
-            trip_id, form.entry_id.data, (form.to_seat.data or "").strip(), seen, current_user
+            trip_id, form.entry_id.data, form.to_seat.data or "", seen, current_user
         )
         done = _("Seat changed.")
     elif action == "swap":
@@ -561,11 +578,19 @@ def move_trip(trip_id: int, action: str):
         if action == "depart":
             _run(lambda: services.depart(trip_id, current_user), _("The trip has left."))
         else:
-            _run(
-                lambda: services.arrive(trip_id, current_user),
-                _("The trip has arrived; the employers are asked to the handover."),
-            )
+            _run(lambda: services.arrive(trip_id, current_user), _arrival_message)
     return redirect(url_for("trips.trip_detail", trip_id=trip_id))
+
+
+def _arrival_message(outcome: str) -> str:
+    if outcome == "handover":
+        return _("The trip has arrived; the employers are asked to the handover.")
+    if outcome == "rides_on":
+        return _(
+            "The trip has arrived and is closed: everyone on it rides on, and is handed over "
+            "at their last stop."
+        )
+    return _("The trip has arrived and is closed: nobody boarded it, so nobody is handed over.")
 
 
 @bp.route("/requests/<int:request_id>/handover/<int:trip_id>", methods=["GET", "POST"])
