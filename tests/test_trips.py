@@ -1095,3 +1095,30 @@ def test_a_seat_sms_leaves_the_driver_out_when_the_trip_has_no_number_to_call(
         db.session.commit()
     assert "司机 +8613900001111。" in sms_texts(app, "seat_given")[0]
     assert "Driver +8613900001111." in sms_texts(app, "seat_given", "en")[0]
+
+
+def test_a_seat_sms_names_the_escort_when_the_number_to_call_is_the_escorts(
+    app, people, client_as, three_employers
+):
+    """With no driver on the trip, the seat SMS gave the escort's phone as the driver's
+    (司机 / Driver)."""
+    trip_id = make_trip(app, people, three_employers)
+    coordinator = client_as("coordinator")
+    escorted = edit_trip(
+        coordinator,
+        trip_id,
+        departs_time="07:00",
+        escort_name="王干部",
+        escort_phone="13700002222",
+    )
+    assert escorted.status_code == 302
+    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
+    assert locked.status_code == 302
+    chinese, english = sms_texts(app, "seat_given"), sms_texts(app, "seat_given", "en")
+    assert len(chinese) == len(english) == len(seats_of(app, trip_id))
+    for sms in chinese:
+        assert "随车人员 +8613700002222。" in sms
+        assert "司机" not in sms
+    for sms in english:
+        assert "Escort +8613700002222." in sms
+        assert "Driver" not in sms

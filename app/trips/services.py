@@ -1163,7 +1163,7 @@ def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str, telling: str
     locale = current_app.config["BABEL_DEFAULT_LOCALE"]
     zone = health.local_zone()
     departs = trip.departs_at.astimezone(zone)
-    driver_phone = trip.drivers[0].phone if trip.drivers else (trip.escort_phone or "")
+    calling, phone_to_call = _number_to_call(trip) or ("", "")
     with force_locale(locale):
         day = format_date(departs, "medium")
         hour = format_time(departs, "short")
@@ -1190,7 +1190,9 @@ def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str, telling: str
             "meeting_point": trip.origin_point,
             "vehicle": vehicle,
             "seat": seat_map.seat(assignment.seat_label).display,
-            "driver_phone": driver_phone,
+            # The SMS names whose number it is: a worker calls the escort as the escort.
+            "driver_phone": phone_to_call if calling == "driver" else "",
+            "escort_phone": phone_to_call if calling == "escort" else "",
             "trip": trip.reference,
             "url": url,
         }
@@ -1215,6 +1217,16 @@ def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str, telling: str
                     )
                 )
     notify_many(messages, about=trip)
+
+
+def _number_to_call(trip: Trip) -> tuple[str, str] | None:
+    """Whom the workers' SMS tell them to call, and the number: the first driver, else the
+    escort ("driver" or "escort"), or None."""
+    if trip.drivers:
+        return "driver", trip.drivers[0].phone
+    if trip.escort_phone:
+        return "escort", trip.escort_phone
+    return None
 
 
 def _reminder_prefixes(trip_id: int, entry_id: int | None = None) -> list[str]:
