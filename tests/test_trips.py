@@ -1122,3 +1122,59 @@ def test_a_seat_sms_names_the_escort_when_the_number_to_call_is_the_escorts(
     for sms in english:
         assert "Escort +8613700002222." in sms
         assert "Driver" not in sms
+
+
+def test_workers_on_a_locked_trip_get_the_new_number_when_its_driver_changes(
+    app, people, client_as, three_employers
+):
+    """A new driver (or escort) on a locked trip told no one, though the seat SMS had given
+    the number to call. Each save texts every worker once, whatever changed in it."""
+    trip_id = make_trip(app, people, three_employers)  # 07:00, no driver, no escort
+    with app.app_context():
+        other = scenario.driver("陈师傅", "+8613900002222").id
+        db.session.commit()
+    coordinator = client_as("coordinator")
+    same_place = {"departs_time": "07:00", "origin_address": ""}
+    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
+    assert locked.status_code == 302
+    seated = len(seats_of(app, trip_id))
+
+    driven = edit_trip(coordinator, trip_id, **same_place, drivers=[three_employers["driver"]])
+    assert driven.status_code == 302
+    texts = sms_texts(app, "trip_changed")
+    assert len(texts) == seated
+    assert all("司机 +8613900001111。" in sms for sms in texts)
+
+    # Time and driver in one save: one message each, with both.
+    both = edit_trip(coordinator, trip_id, departs_time="07:30", origin_address="", drivers=[other])
+    assert both.status_code == 302
+    texts = sms_texts(app, "trip_changed", "en")
+    assert len(texts) == 2 * seated
+    assert all("07:30" in sms and "Driver +8613900002222." in sms for sms in texts[seated:])
+
+    # An escort beside the driver changes no number the workers were given: no message.
+    escorted = edit_trip(
+        coordinator,
+        trip_id,
+        departs_time="07:30",
+        origin_address="",
+        drivers=[other],
+        escort_name="王干部",
+        escort_phone="13700002222",
+    )
+    assert escorted.status_code == 302
+    assert len(sms_texts(app, "trip_changed")) == 2 * seated
+
+    # Without a driver, the escort is the one to call.
+    alone = edit_trip(
+        coordinator,
+        trip_id,
+        departs_time="07:30",
+        origin_address="",
+        escort_name="王干部",
+        escort_phone="13700002222",
+    )
+    assert alone.status_code == 302
+    texts = sms_texts(app, "trip_changed")
+    assert len(texts) == 3 * seated
+    assert all("随车人员 +8613700002222。" in sms for sms in texts[2 * seated :])

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from itertools import groupby, islice
+from operator import attrgetter
 
 from flask import current_app
 from flask_babel import force_locale, format_date, format_datetime, format_time
@@ -246,9 +247,16 @@ def create_trips(leg: Leg, actor: User, loads: dict[Vehicle, dict[int, int]]) ->
     return trips
 
 
-def update_trip(trip_id: int, leg: Leg, escort: tuple[str, str], actor: User) -> Trip:
-    """Times, places, escort and policy. The policy and times cannot change once seats are
-    given in a way that breaks them; a locked trip's workers hear of a new time or place."""
+def update_trip(
+    trip_id: int,
+    leg: Leg,
+    escort: tuple[str, str],
+    actor: User,
+    driver_ids: Sequence[int] | None = None,
+) -> Trip:
+    """Times, places, escort, policy and (unless None) drivers. The policy and times cannot
+    change once seats are given in a way that breaks them; a locked trip's workers hear of a
+    new time or place, or a new number to call, in one message."""
     trip = lock_trip(trip_id)
     if trip.status not in SEATING_STATUSES:
         raise DomainError("trip.not_editable")
@@ -270,13 +278,17 @@ def update_trip(trip_id: int, leg: Leg, escort: tuple[str, str], actor: User) ->
         trip.origin_point,
         trip.origin_address,
     )
+    calling = _number_to_call(trip)
     for name, value in asdict(leg).items():
         setattr(trip, name, value)
     trip.leg = feeder.leg + 1 if feeder else 1
     trip.escort_name, trip.escort_phone = escort
     db.session.flush()
     audit = record_audit("trip.updated", trip, actor)
-    if moved and trip.status == TripStatus.LOCKED:
+    if driver_ids is not None:
+        set_drivers(trip.id, driver_ids, actor)
+    recalled = _number_to_call(trip) != calling  # the seat SMS gave the old number
+    if (moved or recalled) and trip.status == TripStatus.LOCKED:
         # The seats (and their version) stay as they were: the change's audit entry names
         # this telling, so each change is told, however many came before.
         _tell_seats(trip, taken, "changed", f"a{audit.id}")
@@ -308,7 +320,7 @@ def set_drivers(trip_id: int, driver_ids: Sequence[int], actor: User) -> None:
         )
         if clash is not None:
             raise DomainError("trip.driver_busy", "drivers")
-    trip.drivers = drivers
+    trip.drivers = sorted(drivers, key=attrgetter("name"))  # as the trip loads them
     db.session.flush()
     record_audit("trip.drivers_set", trip, actor, drivers=[d.id for d in drivers])
 
