@@ -1178,3 +1178,123 @@ def test_workers_on_a_locked_trip_get_the_new_number_when_its_driver_changes(
     texts = sms_texts(app, "trip_changed")
     assert len(texts) == 3 * seated
     assert all("随车人员 +8613700002222。" in sms for sms in texts[2 * seated :])
+
+
+def pending_reminders(app, entry_id: int | None = None) -> int:
+    with app.app_context():
+        query = select(func.count()).where(
+            Notification.template == "departure_reminder", Notification.status == "pending"
+        )
+        if entry_id is not None:
+            query = query.where(Notification.event.contains(f":e{entry_id}:"))
+        return db.session.scalar(query)
+
+
+def sms_events(app, template: str) -> list[str]:
+    with app.app_context():
+        return db.session.scalars(
+            select(Notification.event)
+            .where(Notification.template == template, Notification.channel == Channel.SMS)
+            .order_by(Notification.id)
+        ).all()
+
+
+def test_a_worker_whose_seat_on_a_locked_trip_is_taken_back_is_texted(
+    app, people, client_as, three_employers
+):
+    """Taking back a seat on a locked trip took back the worker's reminders and told them
+    nothing: they had the seat SMS, and would have gone to the coach."""
+    trip_id = make_trip(app, people, three_employers)
+    coordinator = client_as("coordinator")
+    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
+    assert locked.status_code == 302
+    before = seats_of(app, trip_id)
+    worker = sorted(before)[0]
+    url = f"/trips/{trip_id}/seats"
+    taken_back = submit(
+        coordinator,
+        f"{url}/unseat",
+        {"seats_version": seat_version(coordinator, trip_id), "entry_id": worker},
+        form_url=url,
+    )
+    assert taken_back.status_code == 302
+
+    assert [event.split(":")[2] for event in sms_events(app, "seat_withdrawn")] == [f"e{worker}"]
+    with app.app_context():
+        told = db.session.get(RosterEntry, worker)
+        seat = db.session.get(Trip, trip_id).vehicle.seat_map.seat(before[worker]).display
+        name = told.worker.name
+    (chinese,) = sms_texts(app, "seat_withdrawn")
+    (english,) = sms_texts(app, "seat_withdrawn", "en")
+    assert f"{name}：" in chinese
+    assert f"渝F12345 {seat}号座已收回" in chinese
+    assert "请勿前往云阳汽车站" in chinese
+    assert f"seat {seat} on 渝F12345" in english
+    assert "is withdrawn" in english
+    assert pending_reminders(app, worker) == 0
+    assert pending_reminders(app) == 2 * (len(before) - 1)
+
+
+def test_cancelling_a_feeding_train_texts_the_workers_of_its_locked_onward_coach(
+    app, people, issuer_key, client_as
+):
+    """K4016 (open) feeds a coach already locked: cancelling the train freed the coach seats
+    and took back their reminders, but only the employers heard of it. The coach's page says
+    its feeder is cancelled: nobody can get a seat on it as it is."""
+    with app.app_context():
+        coordinator = db.session.get(scenario.User, people.coordinator_id)
+        request = scenario.approved_request(
+            people.organization_a_id, people.coordinator_id, issuer_key, DAY, {"东村": 5}
+        )
+        train = scenario.vehicle("K4016", "train-hard-seat-118", 2, first_carriage=3, kind="train")
+        rail = scenario.yunyang_to_jinan(DAY)
+        leg1 = trips.create_trip(train, rail, coordinator, {request.id: 5})
+        onward = trips.Leg(
+            "370100",
+            "济南站北广场",
+            None,
+            "370100",
+            request.site_name,
+            request.site_address,
+            rail.arrives_at + timedelta(hours=1),
+            rail.arrives_at + timedelta(hours=2),
+            connects_from_id=leg1.id,
+        )
+        coach = trips.create_trip(
+            scenario.vehicle("鲁A10000"), onward, coordinator, {request.id: 5}
+        )
+        assert trips.allocate_seats(leg1.id, coordinator).seated == 5
+        assert trips.allocate_seats(coach.id, coordinator).seated == 5
+        db.session.commit()
+        train_id, coach_id = leg1.id, coach.id
+    desk = client_as("coordinator")
+    locked = submit(desk, f"/trips/{coach_id}/lock", form_url=f"/trips/{coach_id}")
+    assert locked.status_code == 302
+    assert pending_reminders(app) == 10
+
+    cancelled = submit(
+        desk, f"/trips/{train_id}/cancel", {"reason": "线路停运"}, form_url=f"/trips/{train_id}"
+    )
+    assert cancelled.status_code == 302
+    events = sms_events(app, "seat_withdrawn")
+    assert len(events) == 5
+    assert all(event.startswith(f"seat.withdrawn:t{coach_id}:") for event in events)
+    assert len({event.split(":")[2] for event in events}) == 5
+    assert all(
+        "鲁A10000" in sms and "请勿前往济南站北广场" in sms
+        for sms in sms_texts(app, "seat_withdrawn")
+    )
+    assert sms_events(app, "trip_cancelled") == []  # the train's seats were never told
+    assert pending_reminders(app) == 0
+    with app.app_context():
+        assert db.session.scalar(
+            select(func.count()).where(Notification.template == "trip_cancelled_employer")
+        )
+
+    page = desk.get(f"/trips/{coach_id}").get_data(as_text=True)
+    with app.test_request_context():
+        warning = gettext(
+            "The trip this one connects from is cancelled: nobody can get a seat on it. "
+            "Connect it from another trip, or cancel it."
+        )
+    assert warning in page

@@ -71,6 +71,15 @@ SAMPLES = {
         "meeting_point": "云阳汽车站东门",
         "vehicle": "渝F·12345",
     },
+    "seat_withdrawn": {
+        "name": "张三",
+        "date": "2月20日",
+        "time": "06:30",
+        "meeting_point": "云阳汽车站东门",
+        "vehicle": "渝F·12345",
+        "seat": "12",
+        "url": "https://fgzt.cn/t/Xk3d9",
+    },
     "trip_cancelled_employer": {
         "trip": "T2027-000045",
         "reference": "R2027-000123",

@@ -125,8 +125,12 @@ def assignments(trip_id: int, with_workers: bool = False) -> list[SeatAssignment
     return _assignments_of([trip_id], with_workers)
 
 
-def _assignments_of(trip_ids: list[int], with_workers: bool) -> list[SeatAssignment]:
+def _assignments_of(
+    trip_ids: list[int], with_workers: bool, entry_ids: Iterable[int] | None = None
+) -> list[SeatAssignment]:
     query = select(SeatAssignment).where(SeatAssignment.trip_id.in_(trip_ids))
+    if entry_ids is not None:
+        query = query.where(SeatAssignment.roster_entry_id.in_(list(entry_ids)))
     if with_workers:
         # Joined, not selectin: every link is many-to-one and never null, so one query with
         # inner joins loads them all (four round trips and IN lists took twice as long).
@@ -939,7 +943,8 @@ def unseat(trip_id: int, entry_id: int, seen_version: int | None, actor: User | 
 
 def _free(trips: list[Trip], entry_ids: set[int]) -> None:
     """Remove these workers' seats on these trips and on the legs they feed; a worker left
-    with no seat is cleared and waits again; their reminders are taken back."""
+    with no seat is cleared and waits again; their reminders are taken back, and those told
+    their seat (on a locked trip) are texted that it is withdrawn."""
     trip_ids = [t.id for t in trips]
     frontier = list(trip_ids)
     while frontier:  # the legs fed by these trips, and theirs
@@ -947,6 +952,10 @@ def _free(trips: list[Trip], entry_ids: set[int]) -> None:
             db.session.scalars(select(Trip.id).where(Trip.connects_from_id.in_(frontier)))
         )
         trip_ids.extend(frontier)
+    locked = db.session.scalars(
+        select(Trip.id).where(Trip.id.in_(trip_ids), Trip.status == TripStatus.LOCKED)
+    ).all()
+    told = _assignments_of(list(locked), with_workers=True, entry_ids=entry_ids or None)
     query = delete(SeatAssignment).where(SeatAssignment.trip_id.in_(trip_ids))
     if entry_ids:
         query = query.where(SeatAssignment.roster_entry_id.in_(list(entry_ids)))
@@ -971,6 +980,8 @@ def _free(trips: list[Trip], entry_ids: set[int]) -> None:
     _mark_entries(waiting, EntryStatus.CLEARED)
     for trip in db.session.scalars(select(Trip).where(Trip.id.in_(trip_ids))):
         trip.seats_version += 1
+        withdrawn = [a for a in told if a.trip_id == trip.id]
+        _tell_seats(trip, withdrawn, "withdrawn", f"v{trip.seats_version}")
     db.session.flush()
     request_ids = db.session.scalars(
         select(RosterEntry.request_id).where(RosterEntry.id.in_(freed)).distinct()
@@ -1013,8 +1024,10 @@ def cancel_trip(trip_id: int, reason: str, actor: User) -> int:
         _tell_seats(trip, taken, "cancelled", f"v{trip.seats_version}")
     request_ids = {a.entry.request_id for a in taken} | {load.request_id for load in trip.loads}
     _lock_requests(request_ids)
-    _free([trip], set())
+    # Cancelled before its seats go: its workers hear of the cancellation, not of a seat
+    # withdrawn (those on the locked legs it feeds do).
     trip.status = TripStatus.CANCELLED.value
+    _free([trip], set())
     trip.cancelled_at = utcnow()
     trip.cancel_reason = reason.strip()
     db.session.flush()
@@ -1162,9 +1175,20 @@ def seats_of_entries(entry_ids: list[int]) -> dict[int, list[tuple[Trip, str]]]:
     return dict(seats)
 
 
+# What each telling of _tell_seats sends a worker: its event, its template, and whether
+# reminders before departure follow it.
+TELLINGS = {
+    "given": ("seat.given", "seat_given", True),
+    "changed": ("seat.changed", "trip_changed", True),
+    "cancelled": ("trip.cancelled", "trip_cancelled", False),
+    "withdrawn": ("seat.withdrawn", "seat_withdrawn", False),
+}
+
+
 def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str, telling: str) -> None:
-    """SMS to each worker: their seat ("given"), a change ("changed") or the cancellation.
-    Seat and change messages come with fresh reminders; old reminders are taken back.
+    """SMS to each worker: their seat ("given"), a change ("changed"), the cancellation, or
+    their seat taken back ("withdrawn"). Seat and change messages come with fresh reminders;
+    old reminders are taken back.
 
     ``telling`` names this telling in the messages' keys, unique to it: a seat change's
     version ("v4"), a trip change's audit entry ("a17"). The same telling written twice is
@@ -1208,13 +1232,10 @@ def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str, telling: str
             "trip": trip.reference,
             "url": url,
         }
-        if what == "cancelled":
-            messages.append(
-                Outgoing(f"trip.cancelled:{key}", Channel.SMS, phone, "trip_cancelled", context)
-            )
+        event, template, reminded = TELLINGS[what]
+        messages.append(Outgoing(f"{event}:{key}", Channel.SMS, phone, template, context))
+        if not reminded:
             continue
-        template = "seat_given" if what == "given" else "trip_changed"
-        messages.append(Outgoing(f"seat.{what}:{key}", Channel.SMS, phone, template, context))
         for hours in REMINDER_HOURS:
             send_at = trip.departs_at - timedelta(hours=hours)
             if send_at > now:
