@@ -1298,3 +1298,27 @@ def test_cancelling_a_feeding_train_texts_the_workers_of_its_locked_onward_coach
             "Connect it from another trip, or cancel it."
         )
     assert warning in page
+
+
+def test_a_worker_withdrawn_by_the_employer_from_a_locked_trip_is_texted(
+    app, people, client_as, three_employers
+):
+    """The seat SMS said where to go: a withdrawal took the seat and its reminders back in
+    silence."""
+    trip_id = make_trip(app, people, three_employers)
+    coordinator = client_as("coordinator")
+    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
+    assert locked.status_code == 302
+    request_id = three_employers["requests"][0]
+    with app.app_context():
+        worker = db.session.scalar(
+            select(RosterEntry.id)
+            .join(SeatAssignment)
+            .where(SeatAssignment.trip_id == trip_id, RosterEntry.request_id == request_id)
+            .limit(1)
+        )
+    employer = client_as("employer")
+    withdraw = f"/requests/{request_id}/entries/{worker}/withdraw"
+    assert submit(employer, withdraw, form_url=f"/requests/{request_id}").status_code == 302
+    assert [event.split(":")[2] for event in sms_events(app, "seat_withdrawn")] == [f"e{worker}"]
+    assert pending_reminders(app, worker) == 0
