@@ -4,6 +4,7 @@ retried from the operator page."""
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -344,6 +345,21 @@ def test_preview_shows_both_languages_and_sms_length(client_as):
     assert "已驳回" in page
     assert "rejected" in page
     assert client_as("employer").get("/outbox/preview").status_code == 403
+
+
+def test_preview_shows_the_seat_sms_with_a_driver_an_escort_and_no_number(client_as):
+    """Only the seat SMS with a driver's number was shown, though a coordinator's trip may
+    have only an escort, or no number to call."""
+    page = client_as("coordinator").get("/outbox/preview").get_data(as_text=True)
+    for template in ("seat_given", "trip_changed"):
+        texts = re.findall(rf"<h2>{template} · (\w+) · sms[^<]*</h2>\s*<pre>([^<]*)</pre>", page)
+        chinese = [text for locale, text in texts if locale != "en"]
+        english = [text for locale, text in texts if locale == "en"]
+        assert len(chinese) == len(english) == 3, template
+        assert sum("司机 " in text for text in chinese) == 1, template
+        assert sum("随车人员 " in text for text in chinese) == 1, template
+        assert sum("Driver " in text for text in english) == 1, template
+        assert sum("Escort " in text for text in english) == 1, template
 
 
 def test_without_a_gateway_messages_go_to_a_file_in_development(app, people):

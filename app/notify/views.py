@@ -61,6 +61,7 @@ SAMPLES = {
         "meeting_point": "云阳汽车站东门",
         "vehicle": "渝F·12345",
         "seat": "14",
+        "driver_phone": "13800138000",
         "url": "https://fgzt.cn/t/Xk3d9",
     },
     "trip_cancelled": {
@@ -69,6 +70,15 @@ SAMPLES = {
         "time": "06:30",
         "meeting_point": "云阳汽车站东门",
         "vehicle": "渝F·12345",
+    },
+    "seat_withdrawn": {
+        "name": "张三",
+        "date": "2月20日",
+        "time": "06:30",
+        "meeting_point": "云阳汽车站东门",
+        "vehicle": "渝F·12345",
+        "seat": "12",
+        "url": "https://fgzt.cn/t/Xk3d9",
     },
     "trip_cancelled_employer": {
         "trip": "T2027-000045",
@@ -127,6 +137,15 @@ SAMPLES = {
         "url": "https://fangang.example/requests/123?status=blocked",
     },
 }
+# The other versions a message has, each shown too: the number a worker is given to call is
+# the driver's, else the escort's, else there is none.
+VARIANTS = {
+    template: [
+        {**SAMPLES[template], "driver_phone": "", "escort_phone": "13700002222"},
+        {**SAMPLES[template], "driver_phone": ""},
+    ]
+    for template in ("seat_given", "trip_changed")
+}
 
 
 @bp.get("/outbox")
@@ -183,7 +202,12 @@ def retry():
 @operators
 def preview():
     shown = []
-    for template, context in SAMPLES.items():
+    samples = [
+        (template, context)
+        for template, sample in SAMPLES.items()
+        for context in [sample, *VARIANTS.get(template, [])]
+    ]
+    for template, context in samples:
         for locale in current_app.config["LANGUAGES"]:
             for channel in ("email", "inapp", "sms"):
                 fake = Notification(

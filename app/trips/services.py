@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from itertools import groupby, islice
+from operator import attrgetter
 
 from flask import current_app
 from flask_babel import force_locale, format_date, format_datetime, format_time
@@ -126,8 +127,12 @@ def assignments(trip_id: int, with_workers: bool = False) -> list[SeatAssignment
     return _assignments_of([trip_id], with_workers)
 
 
-def _assignments_of(trip_ids: list[int], with_workers: bool) -> list[SeatAssignment]:
+def _assignments_of(
+    trip_ids: list[int], with_workers: bool, entry_ids: Iterable[int] | None = None
+) -> list[SeatAssignment]:
     query = select(SeatAssignment).where(SeatAssignment.trip_id.in_(trip_ids))
+    if entry_ids is not None:
+        query = query.where(SeatAssignment.roster_entry_id.in_(list(entry_ids)))
     if with_workers:
         # Joined, not selectin: every link is many-to-one and never null, so one query with
         # inner joins loads them all (four round trips and IN lists took twice as long).
@@ -264,9 +269,16 @@ def create_trips(leg: Leg, actor: User, loads: dict[Vehicle, dict[int, int]]) ->
     return trips
 
 
-def update_trip(trip_id: int, leg: Leg, escort: tuple[str, str], actor: User) -> Trip:
-    """Times, places, escort and policy. The policy and times cannot change once seats are
-    given in a way that breaks them; a locked trip's workers hear of a new time or place."""
+def update_trip(
+    trip_id: int,
+    leg: Leg,
+    escort: tuple[str, str],
+    actor: User,
+    driver_ids: Sequence[int] | None = None,
+) -> Trip:
+    """Times, places, escort, policy and (unless None) drivers. The policy and times cannot
+    change once seats are given in a way that breaks them; a locked trip's workers hear of a
+    new time or place, or a new number to call, in one message."""
     trip = lock_trip(trip_id)
     if trip.status not in SEATING_STATUSES:
         raise DomainError("trip.not_editable")
@@ -293,13 +305,17 @@ def update_trip(trip_id: int, leg: Leg, escort: tuple[str, str], actor: User) ->
         trip.origin_point,
         trip.origin_address,
     )
+    calling = _number_to_call(trip)
     for name, value in asdict(leg).items():
         setattr(trip, name, value)
     trip.leg = feeder.leg + 1 if feeder else 1
     trip.escort_name, trip.escort_phone = escort
     db.session.flush()
     audit = record_audit("trip.updated", trip, actor)
-    if moved and trip.status == TripStatus.LOCKED:
+    if driver_ids is not None:
+        set_drivers(trip.id, driver_ids, actor)
+    recalled = _number_to_call(trip) != calling  # the seat SMS gave the old number
+    if (moved or recalled) and trip.status == TripStatus.LOCKED:
         # The seats (and their version) stay as they were: the change's audit entry names
         # this telling, so each change is told, however many came before.
         _tell_seats(trip, taken, "changed", f"a{audit.id}")
@@ -333,7 +349,7 @@ def set_drivers(trip_id: int, driver_ids: Sequence[int], actor: User) -> None:
             raise DomainError(
                 "trip.driver_busy", "drivers", driver=driver.name, trip=clash.reference
             )
-    trip.drivers = drivers
+    trip.drivers = sorted(drivers, key=attrgetter("name"))  # as the trip loads them
     db.session.flush()
     record_audit("trip.drivers_set", trip, actor, drivers=[d.id for d in drivers])
 
@@ -1009,7 +1025,8 @@ def unseat(trip_id: int, entry_id: int, seen_version: int | None, actor: User | 
 
 def _free(trips: list[Trip], entry_ids: set[int]) -> None:
     """Remove these workers' seats on these trips and on the legs they feed; a worker left
-    with no seat is cleared and waits again; their reminders are taken back."""
+    with no seat is cleared and waits again; their reminders are taken back, and those told
+    their seat (on a locked trip) are texted that it is withdrawn."""
     trip_ids = [t.id for t in trips]
     frontier = list(trip_ids)
     while frontier:  # the legs fed by these trips, and theirs
@@ -1017,6 +1034,10 @@ def _free(trips: list[Trip], entry_ids: set[int]) -> None:
             db.session.scalars(select(Trip.id).where(Trip.connects_from_id.in_(frontier)))
         )
         trip_ids.extend(frontier)
+    locked = db.session.scalars(
+        select(Trip.id).where(Trip.id.in_(trip_ids), Trip.status == TripStatus.LOCKED)
+    ).all()
+    told = _assignments_of(list(locked), with_workers=True, entry_ids=entry_ids or None)
     query = delete(SeatAssignment).where(SeatAssignment.trip_id.in_(trip_ids))
     if entry_ids:
         query = query.where(SeatAssignment.roster_entry_id.in_(list(entry_ids)))
@@ -1041,6 +1062,8 @@ def _free(trips: list[Trip], entry_ids: set[int]) -> None:
     _mark_entries(waiting, EntryStatus.CLEARED)
     for trip in db.session.scalars(select(Trip).where(Trip.id.in_(trip_ids))):
         trip.seats_version += 1
+        withdrawn = [a for a in told if a.trip_id == trip.id]
+        _tell_seats(trip, withdrawn, "withdrawn", f"v{trip.seats_version}")
     db.session.flush()
     request_ids = db.session.scalars(
         select(RosterEntry.request_id).where(RosterEntry.id.in_(freed)).distinct()
@@ -1091,8 +1114,10 @@ def cancel_trip(trip_id: int, reason: str, actor: User) -> int:
             ),
         )
     )
-    _free([trip], set())
+    # Cancelled before its seats go: its workers hear of the cancellation, not of a seat
+    # withdrawn (those on the locked legs it feeds do).
     trip.status = TripStatus.CANCELLED.value
+    _free([trip], set())
     trip.cancelled_at = utcnow()
     trip.cancel_reason = reason.strip()
     db.session.flush()
@@ -1251,9 +1276,20 @@ def seats_of_entries(entry_ids: list[int]) -> dict[int, list[tuple[Trip, str]]]:
     return dict(seats)
 
 
+# What each telling of _tell_seats sends a worker: its event, its template, and whether
+# reminders before departure follow it.
+TELLINGS = {
+    "given": ("seat.given", "seat_given", True),
+    "changed": ("seat.changed", "trip_changed", True),
+    "cancelled": ("trip.cancelled", "trip_cancelled", False),
+    "withdrawn": ("seat.withdrawn", "seat_withdrawn", False),
+}
+
+
 def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str, telling: str) -> None:
-    """SMS to each worker: their seat ("given"), a change ("changed") or the cancellation.
-    Seat and change messages come with fresh reminders; old reminders are taken back.
+    """SMS to each worker: their seat ("given"), a change ("changed"), the cancellation, or
+    their seat taken back ("withdrawn"). Seat and change messages come with fresh reminders;
+    old reminders are taken back.
 
     ``telling`` names this telling in the messages' keys, unique to it: a seat change's
     version ("v4"), a trip change's audit entry ("a17"). The same telling written twice is
@@ -1264,7 +1300,7 @@ def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str, telling: str
     locale = current_app.config["BABEL_DEFAULT_LOCALE"]
     zone = health.local_zone()
     departs = trip.departs_at.astimezone(zone)
-    driver_phone = trip.drivers[0].phone if trip.drivers else (trip.escort_phone or "")
+    calling, phone_to_call = _number_to_call(trip) or ("", "")
     with force_locale(locale):
         day = format_date(departs, "medium")
         hour = format_time(departs, "short")
@@ -1291,17 +1327,16 @@ def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str, telling: str
             "meeting_point": trip.origin_point,
             "vehicle": vehicle,
             "seat": seat_map.seat(assignment.seat_label).display,
-            "driver_phone": driver_phone,
+            # The SMS names whose number it is: a worker calls the escort as the escort.
+            "driver_phone": phone_to_call if calling == "driver" else "",
+            "escort_phone": phone_to_call if calling == "escort" else "",
             "trip": trip.reference,
             "url": url,
         }
-        if what == "cancelled":
-            messages.append(
-                Outgoing(f"trip.cancelled:{key}", Channel.SMS, phone, "trip_cancelled", context)
-            )
+        event, template, reminded = TELLINGS[what]
+        messages.append(Outgoing(f"{event}:{key}", Channel.SMS, phone, template, context))
+        if not reminded:
             continue
-        template = "seat_given" if what == "given" else "trip_changed"
-        messages.append(Outgoing(f"seat.{what}:{key}", Channel.SMS, phone, template, context))
         for hours in REMINDER_HOURS:
             send_at = trip.departs_at - timedelta(hours=hours)
             if send_at > now:
@@ -1316,6 +1351,16 @@ def _tell_seats(trip: Trip, given: list[SeatAssignment], what: str, telling: str
                     )
                 )
     notify_many(messages, about=trip)
+
+
+def _number_to_call(trip: Trip) -> tuple[str, str] | None:
+    """Whom the workers' SMS tell them to call, and the number: the first driver, else the
+    escort ("driver" or "escort"), or None."""
+    if trip.drivers:
+        return "driver", trip.drivers[0].phone
+    if trip.escort_phone:
+        return "escort", trip.escort_phone
+    return None
 
 
 def _reminder_prefixes(trip_id: int, entry_id: int | None = None) -> list[str]:

@@ -215,8 +215,7 @@ def edit_trip(trip_id: int):
         leg = _leg(form)
         escort = ((form.escort_name.data or "").strip() or None, form.escort_phone.data or None)
         try:
-            services.update_trip(trip_id, leg, escort, current_user)
-            services.set_drivers(trip_id, form.drivers.data or [], current_user)
+            services.update_trip(trip_id, leg, escort, current_user, form.drivers.data or [])
         except DomainError as error:
             db.session.rollback()
             show_domain_error(form, error, MESSAGES)
