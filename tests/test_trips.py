@@ -1133,160 +1133,6 @@ def train_and_coach(app, people, issuer_key) -> dict:
         train = scenario.vehicle("K4016", "train-hard-seat-118", 1, first_carriage=3, kind="train")
         train_trip = trips.create_trip(train, rail, coordinator, {request.id: 7})
         road = trips.Leg(
-
-def test_a_seat_sms_names_the_escort_when_the_number_to_call_is_the_escorts(
-    app, people, client_as, three_employers
-):
-    """With no driver on the trip, the seat SMS gave the escort's phone as the driver's
-    (司机 / Driver)."""
-    trip_id = make_trip(app, people, three_employers)
-    coordinator = client_as("coordinator")
-    escorted = edit_trip(
-        coordinator,
-        trip_id,
-        departs_time="07:00",
-        escort_name="王干部",
-        escort_phone="13700002222",
-    )
-    assert escorted.status_code == 302
-    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
-    assert locked.status_code == 302
-    chinese, english = sms_texts(app, "seat_given"), sms_texts(app, "seat_given", "en")
-    assert len(chinese) == len(english) == len(seats_of(app, trip_id))
-    for sms in chinese:
-        assert "随车人员 +8613700002222。" in sms
-        assert "司机" not in sms
-    for sms in english:
-        assert "Escort +8613700002222." in sms
-        assert "Driver" not in sms
-
-
-def test_workers_on_a_locked_trip_get_the_new_number_when_its_driver_changes(
-    app, people, client_as, three_employers
-):
-    """A new driver (or escort) on a locked trip told no one, though the seat SMS had given
-    the number to call. Each save texts every worker once, whatever changed in it."""
-    trip_id = make_trip(app, people, three_employers)  # 07:00, no driver, no escort
-    with app.app_context():
-        other = scenario.driver("陈师傅", "+8613900002222").id
-        db.session.commit()
-    coordinator = client_as("coordinator")
-    same_place = {"departs_time": "07:00", "origin_address": ""}
-    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
-    assert locked.status_code == 302
-    seated = len(seats_of(app, trip_id))
-
-    driven = edit_trip(coordinator, trip_id, **same_place, drivers=[three_employers["driver"]])
-    assert driven.status_code == 302
-    texts = sms_texts(app, "trip_changed")
-    assert len(texts) == seated
-    assert all("司机 +8613900001111。" in sms for sms in texts)
-
-    # Time and driver in one save: one message each, with both.
-    both = edit_trip(coordinator, trip_id, departs_time="07:30", origin_address="", drivers=[other])
-    assert both.status_code == 302
-    texts = sms_texts(app, "trip_changed", "en")
-    assert len(texts) == 2 * seated
-    assert all("07:30" in sms and "Driver +8613900002222." in sms for sms in texts[seated:])
-
-    # An escort beside the driver changes no number the workers were given: no message.
-    escorted = edit_trip(
-        coordinator,
-        trip_id,
-        departs_time="07:30",
-        origin_address="",
-        drivers=[other],
-        escort_name="王干部",
-        escort_phone="13700002222",
-    )
-    assert escorted.status_code == 302
-    assert len(sms_texts(app, "trip_changed")) == 2 * seated
-
-    # Without a driver, the escort is the one to call.
-    alone = edit_trip(
-        coordinator,
-        trip_id,
-        departs_time="07:30",
-        origin_address="",
-        escort_name="王干部",
-        escort_phone="13700002222",
-    )
-    assert alone.status_code == 302
-    texts = sms_texts(app, "trip_changed")
-    assert len(texts) == 3 * seated
-    assert all("随车人员 +8613700002222。" in sms for sms in texts[2 * seated :])
-
-
-def pending_reminders(app, entry_id: int | None = None) -> int:
-    with app.app_context():
-        query = select(func.count()).where(
-            Notification.template == "departure_reminder", Notification.status == "pending"
-        )
-        if entry_id is not None:
-            query = query.where(Notification.event.contains(f":e{entry_id}:"))
-        return db.session.scalar(query)
-
-
-def sms_events(app, template: str) -> list[str]:
-    with app.app_context():
-        return db.session.scalars(
-            select(Notification.event)
-            .where(Notification.template == template, Notification.channel == Channel.SMS)
-            .order_by(Notification.id)
-        ).all()
-
-
-def test_a_worker_whose_seat_on_a_locked_trip_is_taken_back_is_texted(
-    app, people, client_as, three_employers
-):
-    """Taking back a seat on a locked trip took back the worker's reminders and told them
-    nothing: they had the seat SMS, and would have gone to the coach."""
-    trip_id = make_trip(app, people, three_employers)
-    coordinator = client_as("coordinator")
-    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
-    assert locked.status_code == 302
-    before = seats_of(app, trip_id)
-    worker = sorted(before)[0]
-    url = f"/trips/{trip_id}/seats"
-    taken_back = submit(
-        coordinator,
-        f"{url}/unseat",
-        {"seats_version": seat_version(coordinator, trip_id), "entry_id": worker},
-        form_url=url,
-    )
-    assert taken_back.status_code == 302
-
-    assert [event.split(":")[2] for event in sms_events(app, "seat_withdrawn")] == [f"e{worker}"]
-    with app.app_context():
-        told = db.session.get(RosterEntry, worker)
-        seat = db.session.get(Trip, trip_id).vehicle.seat_map.seat(before[worker]).display
-        name = told.worker.name
-    (chinese,) = sms_texts(app, "seat_withdrawn")
-    (english,) = sms_texts(app, "seat_withdrawn", "en")
-    assert f"{name}：" in chinese
-    assert f"渝F12345 {seat}号座已收回" in chinese
-    assert "请勿前往云阳汽车站" in chinese
-    assert f"seat {seat} on 渝F12345" in english
-    assert "is withdrawn" in english
-    assert pending_reminders(app, worker) == 0
-    assert pending_reminders(app) == 2 * (len(before) - 1)
-
-
-def test_cancelling_a_feeding_train_texts_the_workers_of_its_locked_onward_coach(
-    app, people, issuer_key, client_as
-):
-    """K4016 (open) feeds a coach already locked: cancelling the train freed the coach seats
-    and took back their reminders, but only the employers heard of it. The coach's page says
-    its feeder is cancelled: nobody can get a seat on it as it is."""
-    with app.app_context():
-        coordinator = db.session.get(scenario.User, people.coordinator_id)
-        request = scenario.approved_request(
-            people.organization_a_id, people.coordinator_id, issuer_key, DAY, {"东村": 5}
-        )
-        train = scenario.vehicle("K4016", "train-hard-seat-118", 2, first_carriage=3, kind="train")
-        rail = scenario.yunyang_to_jinan(DAY)
-        leg1 = trips.create_trip(train, rail, coordinator, {request.id: 5})
-        onward = trips.Leg(
             "370100",
             "济南站北广场",
             None,
@@ -1588,6 +1434,164 @@ def test_workers_planned_on_a_trip_no_longer_wait_for_a_plan(database, request, 
         db.session.commit()
     assert waiting_shown() == waiting(0)
 
+
+def test_a_seat_sms_names_the_escort_when_the_number_to_call_is_the_escorts(
+    app, people, client_as, three_employers
+):
+    """With no driver on the trip, the seat SMS gave the escort's phone as the driver's
+    (司机 / Driver)."""
+    trip_id = make_trip(app, people, three_employers)
+    coordinator = client_as("coordinator")
+    escorted = edit_trip(
+        coordinator,
+        trip_id,
+        departs_time="07:00",
+        escort_name="王干部",
+        escort_phone="13700002222",
+    )
+    assert escorted.status_code == 302
+    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
+    assert locked.status_code == 302
+    chinese, english = sms_texts(app, "seat_given"), sms_texts(app, "seat_given", "en")
+    assert len(chinese) == len(english) == len(seats_of(app, trip_id))
+    for sms in chinese:
+        assert "随车人员 +8613700002222。" in sms
+        assert "司机" not in sms
+    for sms in english:
+        assert "Escort +8613700002222." in sms
+        assert "Driver" not in sms
+
+
+def test_workers_on_a_locked_trip_get_the_new_number_when_its_driver_changes(
+    app, people, client_as, three_employers
+):
+    """A new driver (or escort) on a locked trip told no one, though the seat SMS had given
+    the number to call. Each save texts every worker once, whatever changed in it."""
+    trip_id = make_trip(app, people, three_employers)  # 07:00, no driver, no escort
+    with app.app_context():
+        other = scenario.driver("陈师傅", "+8613900002222").id
+        db.session.commit()
+    coordinator = client_as("coordinator")
+    same_place = {"departs_time": "07:00", "origin_address": ""}
+    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
+    assert locked.status_code == 302
+    seated = len(seats_of(app, trip_id))
+
+    driven = edit_trip(coordinator, trip_id, **same_place, drivers=[three_employers["driver"]])
+    assert driven.status_code == 302
+    texts = sms_texts(app, "trip_changed")
+    assert len(texts) == seated
+    assert all("司机 +8613900001111。" in sms for sms in texts)
+
+    # Time and driver in one save: one message each, with both.
+    both = edit_trip(coordinator, trip_id, departs_time="07:30", origin_address="", drivers=[other])
+    assert both.status_code == 302
+    texts = sms_texts(app, "trip_changed", "en")
+    assert len(texts) == 2 * seated
+    assert all("07:30" in sms and "Driver +8613900002222." in sms for sms in texts[seated:])
+
+    # An escort beside the driver changes no number the workers were given: no message.
+    escorted = edit_trip(
+        coordinator,
+        trip_id,
+        departs_time="07:30",
+        origin_address="",
+        drivers=[other],
+        escort_name="王干部",
+        escort_phone="13700002222",
+    )
+    assert escorted.status_code == 302
+    assert len(sms_texts(app, "trip_changed")) == 2 * seated
+
+    # Without a driver, the escort is the one to call.
+    alone = edit_trip(
+        coordinator,
+        trip_id,
+        departs_time="07:30",
+        origin_address="",
+        escort_name="王干部",
+        escort_phone="13700002222",
+    )
+    assert alone.status_code == 302
+    texts = sms_texts(app, "trip_changed")
+    assert len(texts) == 3 * seated
+    assert all("随车人员 +8613700002222。" in sms for sms in texts[2 * seated :])
+
+
+def pending_reminders(app, entry_id: int | None = None) -> int:
+    with app.app_context():
+        query = select(func.count()).where(
+            Notification.template == "departure_reminder", Notification.status == "pending"
+        )
+        if entry_id is not None:
+            query = query.where(Notification.event.contains(f":e{entry_id}:"))
+        return db.session.scalar(query)
+
+
+def sms_events(app, template: str) -> list[str]:
+    with app.app_context():
+        return db.session.scalars(
+            select(Notification.event)
+            .where(Notification.template == template, Notification.channel == Channel.SMS)
+            .order_by(Notification.id)
+        ).all()
+
+
+def test_a_worker_whose_seat_on_a_locked_trip_is_taken_back_is_texted(
+    app, people, client_as, three_employers
+):
+    """Taking back a seat on a locked trip took back the worker's reminders and told them
+    nothing: they had the seat SMS, and would have gone to the coach."""
+    trip_id = make_trip(app, people, three_employers)
+    coordinator = client_as("coordinator")
+    locked = submit(coordinator, f"/trips/{trip_id}/lock", form_url=f"/trips/{trip_id}")
+    assert locked.status_code == 302
+    before = seats_of(app, trip_id)
+    worker = sorted(before)[0]
+    url = f"/trips/{trip_id}/seats"
+    taken_back = submit(
+        coordinator,
+        f"{url}/unseat",
+        {"seats_version": seat_version(coordinator, trip_id), "entry_id": worker},
+        form_url=url,
+    )
+    assert taken_back.status_code == 302
+
+    assert [event.split(":")[2] for event in sms_events(app, "seat_withdrawn")] == [f"e{worker}"]
+    with app.app_context():
+        told = db.session.get(RosterEntry, worker)
+        seat = db.session.get(Trip, trip_id).vehicle.seat_map.seat(before[worker]).display
+        name = told.worker.name
+    (chinese,) = sms_texts(app, "seat_withdrawn")
+    (english,) = sms_texts(app, "seat_withdrawn", "en")
+    assert f"{name}：" in chinese
+    assert f"渝F12345 {seat}号座已收回" in chinese
+    assert "请勿前往云阳汽车站" in chinese
+    assert f"seat {seat} on 渝F12345" in english
+    assert "is withdrawn" in english
+    assert pending_reminders(app, worker) == 0
+    assert pending_reminders(app) == 2 * (len(before) - 1)
+
+
+def test_cancelling_a_feeding_train_texts_the_workers_of_its_locked_onward_coach(
+    app, people, issuer_key, client_as
+):
+    """K4016 (open) feeds a coach already locked: cancelling the train freed the coach seats
+    and took back their reminders, but only the employers heard of it. The coach's page says
+    its feeder is cancelled: nobody can get a seat on it as it is."""
+    with app.app_context():
+        coordinator = db.session.get(scenario.User, people.coordinator_id)
+        request = scenario.approved_request(
+            people.organization_a_id, people.coordinator_id, issuer_key, DAY, {"东村": 5}
+        )
+        train = scenario.vehicle("K4016", "train-hard-seat-118", 2, first_carriage=3, kind="train")
+        rail = scenario.yunyang_to_jinan(DAY)
+        leg1 = trips.create_trip(train, rail, coordinator, {request.id: 5})
+        onward = trips.Leg(
+            "370100",
+            "济南站北广场",
+            None,
+            "370100",
             request.site_name,
             request.site_address,
             rail.arrives_at + timedelta(hours=1),
