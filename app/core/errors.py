@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 
 from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext as _
@@ -20,12 +21,16 @@ log = logging.getLogger(__name__)
 
 class DomainError(Exception):
     """A rule of the domain refused an operation. ``code`` is stable (``field.reason``);
-    the view maps it to a message in the user's language."""
+    the view maps it to a message in the user's language, filled with ``params`` (the facts
+    the sentence names, such as the operator that already has a plate)."""
 
-    def __init__(self, code: str, field: str | None = None) -> None:
+    def __init__(
+        self, code: str, field: str | None = None, params: Mapping[str, object] | None = None
+    ) -> None:
         super().__init__(code)
         self.code = code
         self.field = field
+        self.params = dict(params or {})
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -88,6 +88,8 @@ def save_or_show(
 def show_domain_error(form: FlaskForm, error: DomainError, messages: Mapping[str, str]) -> None:
     """Put a service's refusal next to the field it concerns (or at the top of the form)."""
     message = messages.get(error.code, _l("This could not be saved."))
+    if error.params:
+        message = str(message) % error.params
     field = getattr(form, error.field, None) if error.field else None
     if field is not None:
         field.errors = [*field.errors, message]
