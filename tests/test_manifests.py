@@ -159,6 +159,16 @@ def test_a_coach_manifest_has_one_table(app, people, issuer_key, client_as):
     assert html.count("<tr>") == 4
 
 
+def test_manifest_downloads_name_their_type_and_charset_once(client_as, train_trip):
+    coordinator = client_as("coordinator")
+    base = f"/trips/{train_trip['trip']}/manifest"
+    for url in (f"{base}.csv", f"{base}.csv?full=1"):
+        assert coordinator.get(url).headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert coordinator.get(f"{base}.xlsx").headers["Content-Type"] == (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+
+
 def test_manifest_downloads_have_every_row_masked(app, client_as, train_trip):
     coordinator = client_as("coordinator")
     expected = {w["name"]: w for w in train_trip["mine_workers"] + train_trip["their_workers"]}

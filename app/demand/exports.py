@@ -16,7 +16,7 @@ from app.demand.spreadsheets import write_csv, write_xlsx
 
 MIMETYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "csv": "text/csv; charset=utf-8",
+    "csv": "text/csv",
 }
 # ID and phone columns are text in the file, so Excel never turns them into 3.70102E+17.
 TEXT_COLUMNS = [
