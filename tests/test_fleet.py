@@ -228,11 +228,104 @@ def test_duplicate_plate_is_refused_next_to_the_field(app, coordinator):
     assert field_errors(response, "vehicle-identifier") == [
         "This operator already has a vehicle with this number."
     ]
-    # Another operator may run a vehicle with the same number (another train on K4016).
-    other_id = add_operator(coordinator, name="山东交运集团")
-    add_vehicle(coordinator, other_id)
     with app.app_context():
-        assert db.session.query(Vehicle).count() == 2
+        assert db.session.query(Vehicle).count() == 1
+
+
+def test_a_coach_or_flight_in_service_under_one_operator_is_refused_under_another(app, coordinator):
+    first_id = add_operator(coordinator)
+    coach_id = add_vehicle(coordinator, first_id)
+    add_vehicle(
+        coordinator, first_id, kind="aircraft", identifier="CA1234", template="aircraft-180"
+    )
+    second_id = add_operator(coordinator, name="山东交运集团")
+
+    # One plate is one coach, one flight number one aircraft, whoever registers it.
+    response = post_vehicle(coordinator, second_id, identifier="鲁a-12345")
+    assert response.status_code == 200
+    assert field_errors(response, "vehicle-identifier") == [
+        "鲁A12345 is already in service under 重庆公路运输集团: one vehicle cannot run for "
+        "two operators. Take it out of service there first."
+    ]
+    response = post_vehicle(
+        coordinator, second_id, kind="aircraft", identifier="CA1234", template="aircraft-180"
+    )
+    assert field_errors(response, "vehicle-identifier") == [
+        "CA1234 is already in service under 重庆公路运输集团: one vehicle cannot run for "
+        "two operators. Take it out of service there first."
+    ]
+    other_id = add_vehicle(coordinator, second_id, identifier="鲁A54321")
+    # Nor may another of its vehicles be renumbered to that plate.
+    response = submit(
+        coordinator, f"/fleet/vehicles/{other_id}", vehicle_form(identifier="鲁A12345", active="y")
+    )
+    assert (
+        "already in service under 重庆公路运输集团"
+        in field_errors(response, "vehicle-identifier")[0]
+    )
+    with app.app_context():
+        assert db.session.get(Vehicle, other_id).identifier == "鲁A54321"
+        assert db.session.query(Vehicle).count() == 3
+
+    # Sold to the second operator: out of service at the first, in service at the second...
+    response = submit(coordinator, f"/fleet/vehicles/{coach_id}", vehicle_form())
+    assert response.status_code == 302, errors(response)
+    add_vehicle(coordinator, second_id)
+    # ... and then the first cannot put its old record back into service.
+    response = submit(coordinator, f"/fleet/vehicles/{coach_id}", vehicle_form(active="y"))
+    assert response.status_code == 200
+    assert field_errors(response, "vehicle-identifier") == [
+        "鲁A12345 is already in service under 山东交运集团: one vehicle cannot run for "
+        "two operators. Take it out of service there first."
+    ]
+    with app.app_context():
+        assert not db.session.get(Vehicle, coach_id).active
+
+    # The same refusal in Chinese.
+    coordinator.get("/language/zh_CN")
+    response = post_vehicle(coordinator, first_id)
+    assert field_errors(response, "vehicle-identifier") == ["该运输企业已有相同编号的车辆。"]
+    response = post_vehicle(
+        coordinator, first_id, kind="aircraft", identifier="CA1234", template="aircraft-180"
+    )
+    assert field_errors(response, "vehicle-identifier") == ["该运输企业已有相同编号的车辆。"]
+    third_id = add_operator(coordinator, name="云阳客运二公司")
+    response = post_vehicle(coordinator, third_id)
+    assert field_errors(response, "vehicle-identifier") == [
+        "鲁A12345已在山东交运集团名下运营：同一车辆不能同时属于两家运输企业。请先在那里将其停用。"
+    ]
+
+
+def test_carriages_of_a_train_are_reserved_under_one_operator_only(app, coordinator):
+    bureau_id = add_operator(coordinator, name="济南局集团公司")
+    train = {"kind": "train", "identifier": "K4016", "template": "train-hard-seat-118"}
+    add_vehicle(coordinator, bureau_id, **train, first_carriage="3", carriages="6")
+    other_id = add_operator(coordinator, name="云阳客运二公司")
+
+    # Carriages 08-10 share carriage 08 with 03-08.
+    response = post_vehicle(coordinator, other_id, **train, first_carriage="8", carriages="3")
+    assert response.status_code == 200
+    assert field_errors(response, "vehicle-first_carriage") == [
+        "Carriages 03–08 of K4016 are already reserved under 济南局集团公司: choose carriages "
+        "that do not overlap them."
+    ]
+    # Other carriages of the same train (专厢 for another employer) are fine, and another train.
+    reserved_id = add_vehicle(coordinator, other_id, **train, first_carriage="9", carriages="3")
+    add_vehicle(coordinator, other_id, **{**train, "identifier": "K4017"}, first_carriage="3")
+    # Stretching them over carriage 08 later is refused too.
+    response = submit(
+        coordinator,
+        f"/fleet/vehicles/{reserved_id}",
+        vehicle_form(**train, first_carriage="7", carriages="5", active="y"),
+    )
+    assert field_errors(response, "vehicle-first_carriage") == [
+        "Carriages 03–08 of K4016 are already reserved under 济南局集团公司: choose carriages "
+        "that do not overlap them."
+    ]
+    with app.app_context():
+        reserved = db.session.get(Vehicle, reserved_id)
+        assert (reserved.first_carriage, reserved.carriages) == (9, 3)
+        assert db.session.query(Vehicle).count() == 3
 
 
 @pytest.mark.parametrize(
@@ -535,6 +628,7 @@ def test_fleet_on_postgresql_and_concurrent_duplicates(pg_app, pg_people, monkey
     # refuses the second, and the refusal is the same as the check's.
     monkeypatch.setattr(services, "_check_operator_name", lambda *args: None)
     monkeypatch.setattr(services, "_check_identifier", lambda *args: None)
+    monkeypatch.setattr(services, "_check_in_service_elsewhere", lambda *args: None)
     monkeypatch.setattr(services, "_check_licence", lambda *args: None)
     with pg_app.app_context():
         operator = db.session.get(Operator, operator_id)
@@ -553,3 +647,62 @@ def test_fleet_on_postgresql_and_concurrent_duplicates(pg_app, pg_people, monkey
         vehicle = db.session.get(Vehicle, vehicle_id)
         assert vehicle.blocked_seats == ["3-001", "8-118"]
         assert db.session.query(Driver).count() == 1
+
+
+@pytest.mark.postgres
+def test_the_database_keeps_one_plate_in_service_on_postgresql(pg_app, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    from app.core.errors import DomainError
+    from app.fleet import services
+
+    coach = {"kind": "coach", "identifier": "渝F12345", "template": "coach-53"}
+    with pg_app.app_context():
+        first = services.create_operator({"name": "重庆云阳汽车运输公司"}, None)
+        second = services.create_operator({"name": "云阳客运二公司"}, None)
+        services.create_vehicle(first, coach, None)
+        db.session.commit()
+
+        def register(template="coach-53", **changes):
+            vehicle = Vehicle(
+                operator_id=second.id, seatmap_template=template, blocked_seats=[], **changes
+            )
+            db.session.add(vehicle)
+            db.session.flush()
+
+        # Behind the pages' check, the database itself refuses the plate in service twice...
+        with pytest.raises(IntegrityError, match="uq_vehicles_in_service_identifier"):
+            register(kind="coach", identifier="渝F12345")
+        db.session.rollback()
+        # ... but keeps a retired record, and the same train number on other carriages.
+        register(kind="coach", identifier="渝F12345", active=False)
+        register("train-hard-seat-118", kind="train", identifier="K4016")
+        second_train = Vehicle(
+            operator_id=first.id,
+            kind="train",
+            identifier="K4016",
+            seatmap_template="train-hard-seat-118",
+            first_carriage=3,
+            blocked_seats=[],
+        )
+        db.session.add(second_train)
+        db.session.flush()
+        db.session.rollback()
+
+        # Two coordinators registering the plate at once: the second passes the check before
+        # the first commits, the database refuses it, and the refusal names the operator.
+        check = services._check_in_service_elsewhere
+        calls = []
+
+        def late_check(*args):
+            calls.append(args)
+            if len(calls) > 1:
+                check(*args)
+
+        monkeypatch.setattr(services, "_check_in_service_elsewhere", late_check)
+        with pytest.raises(DomainError) as refused:
+            services.create_vehicle(second, coach, None)
+        assert refused.value.code == "identifier.in_service_elsewhere"
+        assert refused.value.details["operator"] == "重庆云阳汽车运输公司"
+        db.session.rollback()
+        assert db.session.query(Vehicle).count() == 1

@@ -15,6 +15,7 @@ from app.core.clock import local_today
 from app.core.identity import mask_id_number, mask_mobile
 from app.core.models import AuditEntry
 from app.core.pii import vault
+from app.demand.spreadsheets import read_table
 from app.extensions import db
 from app.trips import services as trips
 from app.trips.models import SeatAssignment, Trip
@@ -159,6 +160,16 @@ def test_a_coach_manifest_has_one_table(app, people, issuer_key, client_as):
     assert html.count("<tr>") == 4
 
 
+def test_manifest_downloads_name_their_type_and_charset_once(client_as, train_trip):
+    coordinator = client_as("coordinator")
+    base = f"/trips/{train_trip['trip']}/manifest"
+    for url in (f"{base}.csv", f"{base}.csv?full=1"):
+        assert coordinator.get(url).headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert coordinator.get(f"{base}.xlsx").headers["Content-Type"] == (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+
+
 def test_manifest_downloads_have_every_row_masked(app, client_as, train_trip):
     coordinator = client_as("coordinator")
     expected = {w["name"]: w for w in train_trip["mine_workers"] + train_trip["their_workers"]}
@@ -203,7 +214,7 @@ def test_the_full_manifest_shows_whole_numbers_and_is_audited(app, people, clien
         assert national(worker["phone"]) in html
     csv_response = coordinator.get(f"/trips/{train_trip['trip']}/manifest.csv?full=1")
     table = list(csv.reader(io.StringIO(csv_response.data.decode("utf-8-sig"))))
-    assert {row[2] for row in table[1:]} == {w["id_number"] for w in everyone}
+    assert {row[2].lstrip("\t") for row in table[1:]} == {w["id_number"] for w in everyone}
     xlsx = coordinator.get(f"/trips/{train_trip['trip']}/manifest.xlsx?full=1")
     sheet = load_workbook(io.BytesIO(xlsx.data)).worksheets[0]
     ids = [r[2] for r in sheet.iter_rows(min_row=2, values_only=True)]
@@ -215,6 +226,34 @@ def test_the_full_manifest_shows_whole_numbers_and_is_audited(app, people, clien
     }
     client_as("admin").get(f"/trips/{train_trip['trip']}/manifest.csv?full=1")
     assert len(audits(app)) == 4
+
+
+def excel_text(value: str) -> str:
+    """A digit string as a .csv cell that Excel keeps as text: after a tab."""
+    return f"\t{value}" if value.isdigit() else value
+
+
+def test_the_full_manifest_keeps_whole_numbers_as_text_for_excel(app, client_as, train_trip):
+    coordinator = client_as("coordinator")
+    everyone = train_trip["mine_workers"] + train_trip["their_workers"]
+    base = f"/trips/{train_trip['trip']}/manifest"
+    # Excel opens a bare 18-digit number in a .csv as 3.70102E+17 and loses its last digits:
+    # every ID and mobile number follows a tab, and the cell stays text.
+    data = coordinator.get(f"{base}.csv?full=1").data
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))[1:]
+    assert sorted((row[2], row[3]) for row in rows) == sorted(
+        (excel_text(w["id_number"]), excel_text(national(w["phone"]))) for w in everyone
+    )
+    # Read back (our import, or a script) the numbers are whole again.
+    back = read_table("manifest.csv", data).rows
+    assert sorted(cells[2] for _row, cells in back) == sorted(w["id_number"] for w in everyone)
+    # The .xlsx has them as text cells, in text-formatted columns.
+    sheet = load_workbook(io.BytesIO(coordinator.get(f"{base}.xlsx?full=1").data)).worksheets[0]
+    for row in range(2, 2 + len(everyone)):
+        for column in (3, 4):
+            cell = sheet.cell(row=row, column=column)
+            assert isinstance(cell.value, str)
+            assert cell.number_format == "@"
 
 
 def test_employers_get_no_manifest(app, client_as, train_trip):

@@ -464,6 +464,7 @@ def test_exports_download_the_tables(app, client_as, campaign):
 
     funnel_file = coordinator.get(f"/reports/export.csv?table=funnel&{window}")
     assert funnel_file.status_code == 200
+    assert funnel_file.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert "attachment" in funnel_file.headers["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(funnel_file.get_data().decode("utf-8-sig"))))
     counts = {row[0]: int(row[2]) for row in rows[1:]}

@@ -1,10 +1,14 @@
 """Start-up and schema: migrations from empty match the models on both databases, and a
 setting that points nowhere stops the service with one clear line."""
 
+import json
+
 import psycopg
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from app.core.clock import utcnow
 from tests.conftest import People, flask_cli, service_env, sign_in
 
 
@@ -37,6 +41,86 @@ def test_migrations_downgrade_to_empty_on_postgres(migrated_postgres_url, tmp_pa
         for step in (["db", "upgrade"], ["db", "downgrade", "base"], ["db", "upgrade"]):
             result = flask_cli(*step, env=env)
             assert result.returncode == 0, (step, result.stderr)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+
+
+def upgrade_with_one_plate_under_two_operators(tmp_path, url: str) -> None:
+    """Migrate to the revision before one-plate-in-service, register 渝F12345 in service under
+    two operators (and K4016 under both), then migrate to the head."""
+    env = service_env(tmp_path, url)
+    result = flask_cli("db", "upgrade", "bec85d128fbd", env=env)
+    assert result.returncode == 0, result.stderr
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        for name in ("重庆云阳汽车运输公司", "云阳客运二公司"):
+            connection.execute(
+                text("INSERT INTO operators (name, created_at) VALUES (:name, :now)"),
+                {"name": name, "now": utcnow()},
+            )
+        for operator_id, kind, identifier, template in [
+            (1, "coach", "渝F12345", "coach-53"),
+            (2, "coach", "渝F12345", "coach-45"),
+            (2, "coach", "渝F23456", "coach-45"),
+            (1, "train", "K4016", "train-hard-seat-118"),
+            (2, "train", "K4016", "train-hard-seat-118"),
+        ]:
+            connection.execute(
+                text(
+                    "INSERT INTO vehicles (operator_id, kind, identifier, seatmap_template, "
+                    "first_carriage, carriages, blocked_seats, active, created_at) VALUES "
+                    "(:operator_id, :kind, :identifier, :template, 1, 1, '[]', :active, :now)"
+                ),
+                {
+                    "operator_id": operator_id,
+                    "kind": kind,
+                    "identifier": identifier,
+                    "template": template,
+                    "active": True,
+                    "now": utcnow(),
+                },
+            )
+    result = flask_cli("db", "upgrade", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "vehicle 2 (渝F12345) taken out of service: vehicle 1" in result.stderr
+    with engine.connect() as connection:
+        active = connection.execute(text("SELECT id, active FROM vehicles ORDER BY id")).all()
+        audit = connection.execute(
+            text("SELECT action, object_id, details FROM audit_entries")
+        ).all()
+    engine.dispose()
+    # The first registration stays in service; the train's carriages are the service's check.
+    assert [(vehicle_id, bool(flag)) for vehicle_id, flag in active] == [
+        (1, True),
+        (2, False),
+        (3, True),
+        (4, True),
+        (5, True),
+    ]
+    [(action, object_id, details)] = audit
+    assert (action, object_id) == ("vehicle.taken_out_of_service", 2)
+    details = json.loads(details) if isinstance(details, str) else details
+    assert details == {"reason": "identifier.in_service_elsewhere", "kept_vehicle_id": 1}
+
+
+def test_upgrade_takes_a_second_registration_of_a_plate_out_of_service_on_sqlite(tmp_path):
+    upgrade_with_one_plate_under_two_operators(tmp_path, f"sqlite:///{tmp_path / 'old.db'}")
+
+
+@pytest.mark.postgres
+def test_upgrade_takes_a_second_registration_of_a_plate_out_of_service_on_postgres(
+    postgres_url, tmp_path
+):
+    url = make_url(postgres_url)
+    copy = f"{url.database}_plates"
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{copy}"')
+    try:
+        upgrade_with_one_plate_under_two_operators(
+            tmp_path, url.set(database=copy).render_as_string(False)
+        )
     finally:
         with psycopg.connect(admin, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')

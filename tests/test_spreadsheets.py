@@ -576,6 +576,26 @@ def test_xlsx_leaves_harmless_values_alone(value: str):
     assert read_table("x.xlsx", data).rows == [(2, [value])]
 
 
+def test_csv_text_columns_keep_digit_strings_as_text_for_excel():
+    rows = [[ID_NUMBER, "+8613800138000", "0531", 370102, "11010119900307457X", "=1+1", None]]
+    data = write_csv(list("abcdefg"), rows, text_columns=range(7))
+
+    written = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert written[1] == [
+        f"\t{ID_NUMBER}",
+        "\t+8613800138000",
+        "\t0531",
+        "\t370102",
+        "11010119900307457X",  # not a number to Excel
+        "'=1+1",  # still defused
+        "",
+    ]
+    # Read back, the tab comes off: an exported roster imports unchanged.
+    assert read_table("x.csv", data).rows == [
+        (2, [ID_NUMBER, "+8613800138000", "0531", "370102", "11010119900307457X", "=1+1", None])
+    ]
+
+
 def test_non_string_values_are_not_prefixed():
     rows = [[-5, -2.5]]
 

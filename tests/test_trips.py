@@ -715,6 +715,73 @@ def test_swap_take_back_and_block_seats_by_hand(app, people, client_as, three_em
     assert after[a] not in final.values()
 
 
+def test_a_coach_runs_one_trip_at_a_time_under_whichever_operator_it_is_registered(
+    app, people, client_as, three_employers
+):
+    ids = three_employers
+    first = make_trip(app, people, ids, "big", hours=7)
+    coordinator = client_as("coordinator")
+    # The coach is sold on: out of service at 云阳客运公司, registered at the new operator
+    # while its trip for the old one still runs.
+    coach = {"kind": "coach", "identifier": "渝F12345", "template": "coach-53"}
+    coach_form = {**coach, "first_carriage": "1", "carriages": "1", "notes": ""}
+    assert submit(coordinator, f"/fleet/vehicles/{ids['big']}", coach_form).status_code == 302
+    added = submit(coordinator, "/fleet", {"name": "云阳客运二公司"})
+    operator_id = int(added.location.rsplit("/", 1)[1])
+    added = submit(
+        coordinator,
+        f"/fleet/operators/{operator_id}/vehicles",
+        coach_form,
+        form_url=f"/fleet/operators/{operator_id}",
+    )
+    assert added.status_code == 302
+    same_coach = int(added.location.rsplit("/", 1)[1])
+    with app.app_context():
+        actor = db.session.get(scenario.User, people.coordinator_id)
+        running = db.session.get(Trip, first)
+        vehicle = db.session.get(Vehicle, same_coach)
+        overlapping = trips.Leg(
+            "500235",
+            "云阳汽车站",
+            None,
+            "370100",
+            "济南",
+            None,
+            running.departs_at + timedelta(hours=2),
+            running.arrives_at + timedelta(hours=2),
+        )
+        with pytest.raises(trips.DomainError) as refused:
+            trips.create_trip(vehicle, overlapping, actor, {})
+        assert refused.value.code == "trip.vehicle_busy"
+        db.session.rollback()
+        later = trips.Leg(
+            **{
+                **overlapping.__dict__,
+                "departs_at": running.arrives_at + timedelta(hours=1),
+                "arrives_at": running.arrives_at + timedelta(hours=5),
+            }
+        )
+        second = trips.create_trip(vehicle, later, actor, {}).id
+        db.session.commit()
+    # Moved onto the old trip's hours from the trip page: refused.
+    page = coordinator.get(f"/trips/{second}/edit").get_data(as_text=True)
+    fields = dict(re.findall(r'<input[^>]*id="(\w+)"[^>]*value="([^"]*)"', page))
+    moved = submit(
+        coordinator,
+        f"/trips/{second}/edit",
+        leg_form(
+            departs_on=DAY.isoformat(),
+            departs_time="10:00",
+            arrives_on=fields["arrives_on"],
+            arrives_time=fields["arrives_time"],
+        ),
+    )
+    assert moved.status_code == 200
+    assert said(app, "trip.vehicle_busy") in moved.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(Trip, second).departs_at > db.session.get(Trip, first).arrives_at
+
+
 def test_a_driver_cannot_be_on_two_overlapping_trips(app, people, client_as, three_employers):
     ids = three_employers
     first = make_trip(app, people, ids, "big", hours=7)

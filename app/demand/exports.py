@@ -43,7 +43,7 @@ def table_file(
     if fmt == "xlsx":
         content = write_xlsx(headers, rows, text_columns=text_columns)
     else:
-        content = write_csv(headers, rows)
+        content = write_csv(headers, rows, text_columns=text_columns)
     return download(content, fmt, basename)
 
 

@@ -59,7 +59,7 @@ _STRIP_CHARS = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspa
 )
 
 _INJECTION_START = ("=", "+", "-", "@", "\t", "\r")
-_PHONE_NUMBER = re.compile(r"\+?\d+")
+_PHONE_NUMBER = re.compile(r"\+?\d+")  # a phone number, or any plain digit string
 
 _WIDTH_SAMPLE_ROWS = 100
 _MIN_WIDTH = 8
@@ -395,17 +395,35 @@ def write_xlsx(
     return buffer.getvalue()
 
 
-def write_csv(headers: list[str], rows: Iterable[Sequence[object]]) -> bytes:
+def write_csv(
+    headers: list[str], rows: Iterable[Sequence[object]], text_columns: Collection[int] = ()
+) -> bytes:
+    text_columns = frozenset(text_columns)
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
     writer.writerow([_csv_value(header) for header in headers])
     for row in rows:
-        writer.writerow([_csv_value(value) for value in row])
+        writer.writerow(
+            [
+                _csv_text(value) if index in text_columns else _csv_value(value)
+                for index, value in enumerate(row)
+            ]
+        )
     return buffer.getvalue().encode("utf-8-sig")
 
 
 def _csv_value(value: object) -> object:
     return _defuse(value) if isinstance(value, str) else value
+
+
+def _csv_text(value: object) -> str | None:
+    """A text column's cell. A .csv has no cell types: Excel opens a bare 18-digit ID number as
+    3.70102E+17 (its last digits lost) and drops a leading zero, but keeps a cell that starts
+    with a tab as text. The reader strips the tab again, so an exported file imports back."""
+    text = _as_text(value)
+    if text is not None and _PHONE_NUMBER.fullmatch(text):
+        return "\t" + text
+    return _csv_value(text)
 
 
 def _xlsx_value(value: object) -> object:

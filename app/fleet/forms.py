@@ -51,6 +51,14 @@ MESSAGES = {
     "identifier.train_number": TRAIN_EXAMPLE,
     "identifier.flight_number": FLIGHT_EXAMPLE,
     "identifier.taken": _l("This operator already has a vehicle with this number."),
+    "identifier.in_service_elsewhere": _l(
+        "%(number)s is already in service under %(operator)s: one vehicle cannot run for two "
+        "operators. Take it out of service there first."
+    ),
+    "carriages.reserved_elsewhere": _l(
+        "Carriages %(carriages)s of %(number)s are already reserved under %(operator)s: choose "
+        "carriages that do not overlap them."
+    ),
     "template.unknown": _l("Choose a seat map from the list."),
     "template.invalid": _l(
         "This seat-map template cannot be read; an administrator must fix config/seatmaps/."

@@ -9,10 +9,13 @@ from sqlalchemy import (
     JSON,
     CheckConstraint,
     ForeignKey,
+    Index,
     String,
     Text,
     UniqueConstraint,
+    and_,
     false,
+    or_,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -27,6 +30,10 @@ class VehicleKind(enum.StrEnum):
     COACH = "coach"
     TRAIN = "train"
     AIRCRAFT = "aircraft"
+
+
+# The vehicles whose identifier is a whole vehicle's (coach plates, flight numbers), in service.
+IN_SERVICE_NOT_TRAIN = "active AND kind <> 'train'"
 
 
 def staff_only(user):
@@ -80,6 +87,17 @@ class Vehicle(db.Model):
 
     __table_args__ = (
         UniqueConstraint("operator_id", "identifier", name="uq_vehicles_operator_identifier"),
+        # A plate or a flight number is one physical vehicle, whoever registers it: in service
+        # under one operator at a time. A train number is not (its carriages are reserved by
+        # several operators): fleet/services.py refuses overlapping carriages instead.
+        Index(
+            "uq_vehicles_in_service_identifier",
+            "kind",
+            "identifier",
+            unique=True,
+            postgresql_where=db.text(IN_SERVICE_NOT_TRAIN),
+            sqlite_where=db.text(IN_SERVICE_NOT_TRAIN),
+        ),
         CheckConstraint("kind IN ('coach', 'train', 'aircraft')", name="kind_known"),
         CheckConstraint("carriages >= 1 AND first_carriage >= 1", name="carriages_positive"),
     )
@@ -97,6 +115,21 @@ class Vehicle(db.Model):
     @classmethod
     def visible_to(cls, user):
         return staff_only(user)
+
+
+def sharing_seats(vehicle, kind, identifier, first_carriage, carriages):
+    """SQL: ``vehicle`` (Vehicle or an alias of it) has seats of the vehicle described (values
+    or another alias's columns): the same plate or flight, or the same train with a carriage in
+    common. Two records of one physical vehicle must never run at the same time."""
+    carriage_in_common = and_(
+        vehicle.first_carriage < first_carriage + carriages,
+        first_carriage < vehicle.first_carriage + vehicle.carriages,
+    )
+    return and_(
+        vehicle.kind == kind,
+        vehicle.identifier == identifier,
+        or_(vehicle.kind != VehicleKind.TRAIN.value, carriage_in_common),
+    )
 
 
 class Driver(db.Model):

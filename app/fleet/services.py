@@ -18,7 +18,7 @@ from app.core.identity import InvalidIdentifier, normalize_identifier, normalize
 from app.core.pii import vault
 from app.core.services import record_audit
 from app.extensions import db
-from app.fleet.models import Driver, Operator, Vehicle, VehicleKind
+from app.fleet.models import Driver, Operator, Vehicle, VehicleKind, sharing_seats
 from app.trips.seatmaps import SeatMap, SeatMapError, available_templates, build_vehicle
 
 # --- identifiers (pure) --------------------------------------------------------------------
@@ -114,14 +114,19 @@ def _text(fields: Mapping, name: str, max_length: int, required: bool = False) -
     return value
 
 
-def _flush_unique(change: Callable[[], None], code: str, field: str) -> None:
+def _flush_unique(
+    change: Callable[[], None], code: str, field: str, recheck: Callable[[], None] | None = None
+) -> None:
     """Apply ``change`` and flush inside a savepoint: a unique constraint broken by a
-    concurrent writer becomes the same refusal as the check before it."""
+    concurrent writer becomes the same refusal as the check before it (``recheck`` runs that
+    check again, now that the other writer's row is there to name)."""
     try:
         with db.session.begin_nested():
             change()
             db.session.flush()
     except IntegrityError:
+        if recheck is not None:
+            recheck()
         raise DomainError(code, field) from None
 
 
@@ -223,6 +228,36 @@ def _check_identifier(operator_id: int, identifier: str, vehicle_id: int | None)
         raise DomainError("identifier.taken", "identifier")
 
 
+def _check_in_service_elsewhere(values: Mapping, vehicle_id: int | None) -> None:
+    """A vehicle in service is in service under one operator: no other vehicle in service has
+    its plate or flight number, or, for a train, one of its carriages."""
+    if not values["active"]:
+        return
+    query = select(Vehicle).where(
+        Vehicle.active,
+        sharing_seats(
+            Vehicle,
+            values["kind"],
+            values["identifier"],
+            values["first_carriage"],
+            values["carriages"],
+        ),
+    )
+    if vehicle_id is not None:
+        query = query.where(Vehicle.id != vehicle_id)
+    other = db.session.scalar(query.order_by(Vehicle.first_carriage, Vehicle.id).limit(1))
+    if other is None:
+        return
+    facts = {"number": other.identifier, "operator": other.operator.name}
+    if other.kind == VehicleKind.TRAIN:
+        last = other.first_carriage + other.carriages - 1
+        carriages = f"{other.first_carriage:02d}–{last:02d}"
+        raise DomainError(
+            "carriages.reserved_elsewhere", "first_carriage", **facts, carriages=carriages
+        )
+    raise DomainError("identifier.in_service_elsewhere", "identifier", **facts)
+
+
 def _seat_map(values: Mapping) -> SeatMap:
     first = values["first_carriage"]
     try:
@@ -247,9 +282,15 @@ def _running_trip_ids(vehicle: Vehicle) -> list[int]:
 def create_vehicle(operator: Operator, fields: Mapping, actor: object) -> Vehicle:
     values = _vehicle_values(fields)
     _check_identifier(operator.id, values["identifier"], None)
+    _check_in_service_elsewhere(values, None)
     seat_map = _seat_map(values)
     vehicle = Vehicle(operator_id=operator.id, blocked_seats=[], **values)
-    _flush_unique(lambda: db.session.add(vehicle), "identifier.taken", "identifier")
+    _flush_unique(
+        lambda: db.session.add(vehicle),
+        "identifier.taken",
+        "identifier",
+        lambda: _check_in_service_elsewhere(values, None),
+    )
     record_audit(
         "vehicle.created",
         vehicle,
@@ -267,6 +308,7 @@ def update_vehicle(vehicle: Vehicle, fields: Mapping, actor: object) -> Vehicle:
     refused while a trip that has not yet arrived runs on this vehicle (its seats are given)."""
     values = _vehicle_values(fields)
     _check_identifier(vehicle.operator_id, values["identifier"], vehicle.id)
+    _check_in_service_elsewhere(values, vehicle.id)
     seat_map = _seat_map(values)
     layout = ("seatmap_template", "first_carriage", "carriages")
     relaid = any(values[name] != getattr(vehicle, name) for name in layout)
@@ -275,7 +317,10 @@ def update_vehicle(vehicle: Vehicle, fields: Mapping, actor: object) -> Vehicle:
     kept = [label for label in vehicle.blocked_seats or [] if label in seat_map]
     dropped = len(vehicle.blocked_seats or []) - len(kept)
     _flush_unique(
-        _set_all(vehicle, {**values, "blocked_seats": kept}), "identifier.taken", "identifier"
+        _set_all(vehicle, {**values, "blocked_seats": kept}),
+        "identifier.taken",
+        "identifier",
+        lambda: _check_in_service_elsewhere(values, vehicle.id),
     )
     record_audit(
         "vehicle.updated",

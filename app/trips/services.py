@@ -31,6 +31,7 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    and_,
     bindparam,
     case,
     cast,
@@ -43,7 +44,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy.orm import aliased, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -58,7 +59,7 @@ from app.core.services import record_audit, record_audits
 from app.demand import services as demand
 from app.demand.models import EntryStatus, RequestStatus, RosterEntry, TransportRequest, Worker
 from app.extensions import db
-from app.fleet.models import Driver, Vehicle
+from app.fleet.models import Driver, Vehicle, sharing_seats
 from app.health import services as health
 from app.health.rules import evaluate_temperature
 from app.notify.models import Channel
@@ -214,12 +215,31 @@ def _check_onward(trip: Trip, leg: Leg) -> None:
 def _vehicles_busy(
     vehicle_ids: list[int], start: datetime, end: datetime, except_trip: int | None = None
 ) -> bool:
-    """Whether any of these vehicles runs another trip in this time."""
-    query = select(Trip.id).where(
-        Trip.vehicle_id.in_(vehicle_ids),
-        Trip.status.in_([s.value for s in RUNNING_STATUSES]),
-        Trip.departs_at < end,
-        Trip.arrives_at > start,
+    """Whether any of these vehicles runs another trip in this time, under this record or
+    another of the same physical vehicle (a coach registered again by its new operator while
+    its old trips still run; a train's carriages)."""
+    booked = aliased(Vehicle)
+    query = (
+        select(Trip.id)
+        .join(booked, Trip.vehicle_id == booked.id)
+        .join(
+            Vehicle,
+            and_(
+                Vehicle.id.in_(vehicle_ids),
+                sharing_seats(
+                    booked,
+                    Vehicle.kind,
+                    Vehicle.identifier,
+                    Vehicle.first_carriage,
+                    Vehicle.carriages,
+                ),
+            ),
+        )
+        .where(
+            Trip.status.in_([s.value for s in RUNNING_STATUSES]),
+            Trip.departs_at < end,
+            Trip.arrives_at > start,
+        )
     )
     if except_trip is not None:
         query = query.where(Trip.id != except_trip)
