@@ -337,7 +337,7 @@ def request_detail(request_id: int):
     )
     if status in EntryStatus.__members__.values():
         entries = entries.where(RosterEntry.status == status)
-    page = db.paginate(entries.order_by(Worker.group_tag, Worker.name), per_page=50)
+    page = db.paginate(entries.order_by(Worker.group_tag, Worker.name, Worker.id), per_page=50)
     return render_template(
         "demand/request_detail.html",
         transport_request=transport_request,
@@ -394,7 +394,7 @@ def request_workers(request_id: int):
 
     search, linkable = _search_text()
     listed = _roster_search(available, search) if search else available
-    page = db.paginate(listed.order_by(Worker.group_tag, Worker.name), per_page=100)
+    page = db.paginate(listed.order_by(Worker.group_tag, Worker.name, Worker.id), per_page=100)
     groups = db.session.execute(
         available.with_only_columns(Worker.group_tag, func.count())
         .group_by(Worker.group_tag)
