@@ -697,9 +697,16 @@ def test_after_boarding_i_cant_go_is_refused_and_says_whom_to_call(app, client, 
 
 
 def test_withdrawing_needs_the_form_token(app, client, scene):
+    """Refused without its form token (an expired form); the page leads back to the worker's
+    own trip page, not to the staff sign-in that the home link led to."""
     worker = scene.seated[0]
     refused = client.post(f"/my-trip/{worker.token}/withdraw")
     assert refused.status_code == 400
+    back = re.search(r'<p class="back"><a href="([^"]*)">← ([^<]*)</a>', refused.get_data(True))
+    assert back.groups() == (f"/my-trip/{worker.token}", "返回")
+    lookup = client.post("/trip", data={"code": "ABCDE-FGHJK", "last4": "0000"})
+    assert lookup.status_code == 400
+    assert '<p class="back"><a href="/trip">' in lookup.get_data(as_text=True)
     with app.app_context():
         assert db.session.get(RosterEntry, worker.entry_id).status == EntryStatus.SEATED
 

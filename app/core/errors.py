@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
@@ -53,7 +53,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
-        return render_template("errors/error.html", status=400, csrf=True), 400
+        # A worker's form ("I can't go", the trip look-up) leads back to their own page, not
+        # to the staff sign-in that the home page is for everyone without an account.
+        back = None
+        if request.endpoint == "public.withdraw":
+            back = url_for("public.my_trip", token=request.view_args["token"])
+        elif request.endpoint == "public.lookup":
+            back = url_for("public.lookup")
+        return render_template("errors/error.html", status=400, csrf=True, back=back), 400
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
