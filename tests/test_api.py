@@ -332,6 +332,19 @@ def test_plan_and_create_trips_through_the_api(app, people, as_role, three_emplo
     refused = coordinator.post("/trips", json={"leg": leg, "loads": short})
     assert refused.status_code == 422
     assert refused.json["error"]["code"] == "plan.refused"
+    # Said as the plan page says it (it was "short: 11 / 12"), and an empty plan is refused
+    # (it answered 201 with no trips).
+    [(field, [sentence])] = refused.json["error"]["fields"].items()
+    with app.app_context():
+        reference = db.session.get(TransportRequest, loads[0]["request_id"]).reference
+    total = sum(load["workers"] for load in loads if load["request_id"] == loads[0]["request_id"])
+    assert field == f"loads.{reference}"
+    assert sentence == (
+        f"{reference}: {total - 1} of its {total} waiting workers planned; 1 seats missing."
+    )
+    nothing = coordinator.post("/trips", json={"leg": leg, "loads": []})
+    assert nothing.status_code == 422
+    assert nothing.json["error"]["code"] == "plan.nothing"
     created = coordinator.post(
         "/trips", json={"leg": leg, "loads": loads}, headers={"Idempotency-Key": "plan-1"}
     )

@@ -52,7 +52,13 @@ from app.extensions import db, limiter
 from app.fleet.models import Vehicle
 from app.health import services as health
 from app.trips import services as trips
-from app.trips.forms import BOARDING_MESSAGES, BoardingForm, HandoverForm, PlanForm
+from app.trips.forms import (
+    BOARDING_MESSAGES,
+    BoardingForm,
+    HandoverForm,
+    PlanForm,
+    plan_problem_text,
+)
 from app.trips.forms import message_for as trips_message
 from app.trips.models import SeatAssignment, Trip
 
@@ -1111,6 +1117,8 @@ def create_trips():
                 {"loads": [_("Each load is a vehicle_id, a request_id and workers.")]},
             )
         loads.setdefault(row["vehicle_id"], {})[row["request_id"]] = row["workers"]
+    if not any(n for per in loads.values() for n in per.values()):  # no trip to create
+        raise ApiError(422, "plan.nothing", trips_message("plan.nothing"))
     for request_id in {rid for per in loads.values() for rid in per}:
         get_visible_or_404(TransportRequest, request_id)
     try:
@@ -1122,7 +1130,7 @@ def create_trips():
     except DomainError as error:
         raise _domain_error(error, trips_message) from None
     if problems:
-        fields = {f"loads.{p.subject}": [f"{p.code}: {p.planned} / {p.limit}"] for p in problems}
+        fields = {f"loads.{p.subject}": [plan_problem_text(p)] for p in problems}
         raise ApiError(
             422,
             "plan.refused",

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -242,6 +243,42 @@ class BlockSeatsForm(FlaskForm):
 class CancelTripForm(FlaskForm):
     reason = TextAreaField(
         _l("Why is the trip cancelled?"), validators=[DataRequired(REQUIRED), Length(max=500)]
+    )
+
+
+def plan_problem_text(problem) -> str:
+    """What is wrong with a plan (a ``PlanProblem``), as the plan page and the API say it."""
+    values = {"planned": problem.planned, "limit": problem.limit}
+    if problem.code == "over_capacity":
+        return _(
+            "%(vehicle)s: %(planned)s planned, but its policy allows %(limit)s.",
+            vehicle=problem.subject,
+            **values,
+        )
+    if problem.code == "short":
+        return _(
+            "%(ref)s: %(planned)s of its %(limit)s waiting workers planned; %(missing)s seats "
+            "missing.",
+            ref=problem.subject,
+            missing=problem.limit - problem.planned,
+            **values,
+        )
+    if problem.code == "already_planned":
+        return _(
+            "%(ref)s: %(planned)s planned, but only %(limit)s workers wait: the others are "
+            "already planned on trips that have not given them a seat yet.",
+            ref=problem.subject,
+            **values,
+        )
+    if problem.code == "outside_window":
+        return _(
+            "%(ref)s: the departure day is outside the request's departure window.",
+            ref=problem.subject,
+        )
+    return _(
+        "%(ref)s: %(planned)s planned, but only %(limit)s workers wait.",
+        ref=problem.subject,
+        **values,
     )
 
 

@@ -33,6 +33,7 @@ from app.trips.forms import (
     SeatChangeForm,
     TripForm,
     message_for,
+    plan_problem_text,
 )
 from app.trips.models import SEATING_STATUSES, Handover, SeatAssignment, Trip, TripStatus
 
@@ -373,6 +374,7 @@ def plan():
         filters=_plan_filters(),
         result=result,
         problems=problems,
+        problem_text=plan_problem_text,
         requests_by_id={r.id: r for r in chosen_requests},
         vehicles_in_plan=[vehicles[chosen_vehicles[v.option].id] for v in result.vehicles]
         if result
