@@ -21,6 +21,7 @@ from app.health.cli import create_demo_issuer, issue_demo_pass
 from app.health.models import HealthCertificate, HealthIssuer
 from app.health.passes import generate_key, sign_pass
 from app.health.services import create_issuer
+from app.health.views import health_reasons
 from tests import scenario
 from tests.conftest import People, csrf_token, make_app, sign_in, submit
 from tests.test_demand import (
@@ -30,6 +31,7 @@ from tests.test_demand import (
     add_everyone,
     create_request,
     errors,
+    flashes,
     worker_form,
 )
 
@@ -189,6 +191,36 @@ def test_a_pasted_pass_clears_the_worker_on_their_request(app, client_as, issuer
     assert entry_of(app, request_id).status == "cleared"
     page = employer.get(f"/requests/{request_id}").get_data(as_text=True)
     assert re.search(r"<strong>1</strong>\s*已核验通过", page)
+
+
+def test_a_pass_that_does_not_clear_the_worker_is_said_when_it_is_saved(app, client_as, issuer_key):
+    """A yellow pass, or one issued to another ID number, is kept, and the employer is told at
+    once why it will not clear the worker (it was saved without a word, and showed only once
+    the worker was on a request)."""
+    employer = client_as("employer")
+    for token, reason in (
+        (a_pass(app, issuer_key, status="yellow"), "status_not_green"),
+        (a_pass(app, issuer_key, id_number=LI, jti="li"), "wrong_id_number"),
+    ):
+        with app.app_context():
+            db.session.execute(text("DELETE FROM health_certificates"))
+            db.session.execute(text("DELETE FROM workers"))
+            db.session.commit()
+        response = add_worker_with(employer, token)
+        assert response.status_code == 302, errors(response)
+        shown = flashes(employer, response.headers["Location"])
+        with app.test_request_context():
+            why = " ".join(health_reasons(reason))
+        assert len(shown) == 2
+        assert "张三" in shown[0]
+        assert shown[1] == f"健康码已保存，但此人无法凭它通过核验：{why}"
+    # A pass that clears the worker: nothing more is said.
+    with app.app_context():
+        db.session.execute(text("DELETE FROM health_certificates"))
+        db.session.execute(text("DELETE FROM workers"))
+        db.session.commit()
+    response = add_worker_with(employer, a_pass(app, issuer_key, jti="good"))
+    assert len(flashes(employer, response.headers["Location"])) == 1
 
 
 def test_a_photo_of_the_qr_code_works_too(app, client_as, issuer_key):

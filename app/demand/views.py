@@ -23,6 +23,7 @@ from sqlalchemy.orm import contains_eager
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.core.access import Role, get_visible_or_404, roles_required, select_visible
+from app.core.clock import utcnow
 from app.core.errors import DomainError
 from app.core.identity import InvalidIdentifier, normalize_mobile, validate_id_number
 from app.core.pii import vault
@@ -49,6 +50,7 @@ from app.demand.models import (
 )
 from app.extensions import db
 from app.health import services as health
+from app.health.views import health_reasons
 from app.trips import services as trips
 
 bp = Blueprint("demand", __name__, template_folder="templates")
@@ -149,14 +151,23 @@ def _worker_page(worker: Worker | None):
             else:
                 saved = services.update_worker(worker, form.worker, current_user)
                 done = _("Changes to %(name)s saved.", name=saved.name)
+            refused: tuple[str, ...] = ()
             if given:
-                health.attach_pass(saved, given[0], current_user, given[1])
+                certificate = health.attach_pass(saved, given[0], current_user, given[1])
+                # Said now, not first when the worker is put on a request: a pass for someone
+                # else, a yellow one, one from an issuer not on the trust list.
+                refused = health.Checker().verdict(saved, certificate, utcnow()).reasons
         except DomainError as error:
             db.session.rollback()
             getattr(form, error.field or "id_number").errors.append(message_for(error.code))
         else:
             db.session.commit()
             flash(done, "success")
+            if refused:
+                reasons = " ".join(health_reasons(",".join(refused)))
+                flash(
+                    _("The pass is kept, but it does not clear them: %(why)s", why=reasons), "error"
+                )
             return redirect(url_for("demand.roster"))
     certificate = health.current_certificates([worker.id]).get(worker.id) if worker else None
     return render_template(
