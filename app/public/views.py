@@ -16,6 +16,7 @@ from app.core.identity import mask_id_number
 from app.core.pii import vault
 from app.demand.models import EntryStatus, RosterEntry
 from app.extensions import db, limiter
+from app.health import services as health
 from app.public.forms import NO_MATCH, LookupForm
 from app.trips import services as trips
 from app.trips.models import SEATING_STATUSES, Trip
@@ -177,11 +178,7 @@ def my_trip(token: str):
     ]
     refused = _door_refusal(entry, legs)
     # A worker waiting again because their trip was cancelled is told so, not "no seat yet".
-    waiting = not legs and entry.status in (
-        EntryStatus.PENDING,
-        EntryStatus.CLEARED,
-        EntryStatus.BLOCKED,
-    )
+    waiting = not legs and entry.status in health.CHECKABLE
     can_withdraw = entry.status in WITHDRAWABLE and all(
         trip.status in SEATING_STATUSES and not assignment.boarding
         for assignment, trip, _seat in legs
