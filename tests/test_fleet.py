@@ -394,24 +394,10 @@ def test_editing_a_vehicle_keeps_the_blocked_seats_that_still_exist(app, coordin
 
 
 def test_seat_map_cannot_change_under_a_coming_trip(app, coordinator):
-    from app.trips.models import Trip
-
     operator_id = add_operator(coordinator)
     vehicle_id = add_vehicle(coordinator, operator_id)
     with app.app_context():
-        departs = utcnow() + timedelta(days=3)
-        db.session.add(
-            Trip(
-                vehicle_id=vehicle_id,
-                origin_region_code="500235",
-                origin_point="云阳汽车站",
-                destination_region_code="370102",
-                destination_point="历下区工地",
-                departs_at=departs,
-                arrives_at=departs + timedelta(hours=20),
-            )
-        )
-        db.session.commit()
+        _coming_trip(vehicle_id)
     response = submit(
         coordinator, f"/fleet/vehicles/{vehicle_id}", vehicle_form(template="coach-53", active="y")
     )
@@ -423,6 +409,74 @@ def test_seat_map_cannot_change_under_a_coming_trip(app, coordinator):
     )
     assert response.status_code == 302
 
+
+
+def _coming_trip(vehicle_id: int, driver_id: int | None = None, days: int = 3) -> str:
+    """A trip on this vehicle (and driver) leaving in ``days``; its reference."""
+    from app.trips.models import Trip
+
+    departs = utcnow() + timedelta(days=days)
+    trip = Trip(
+        vehicle_id=vehicle_id,
+        origin_region_code="500235",
+        origin_point="云阳汽车站",
+        destination_region_code="370102",
+        destination_point="历下区工地",
+        departs_at=departs,
+        arrives_at=departs + timedelta(hours=20),
+    )
+    if driver_id is not None:
+        trip.drivers = [db.session.get(Driver, driver_id)]
+    db.session.add(trip)
+    db.session.commit()
+    return trip.reference
+
+
+def test_a_vehicle_with_coming_trips_cannot_be_taken_out_of_service(app, coordinator):
+    operator_id = add_operator(coordinator)
+    vehicle_id = add_vehicle(coordinator, operator_id)
+    with app.app_context():
+        first, second = _coming_trip(vehicle_id), _coming_trip(vehicle_id, days=5)
+    # "In service" unticked: the trips would leave on a vehicle the fleet says is gone.
+    response = submit(coordinator, f"/fleet/vehicles/{vehicle_id}", vehicle_form())
+    assert response.status_code == 200
+    [message] = field_errors(response, "vehicle-active")
+    assert f"(2: {first}, {second})" in message
+    with app.app_context():
+        assert db.session.get(Vehicle, vehicle_id).active
+
+    with app.app_context():
+        from app.trips import services as trips
+        from app.trips.models import Trip
+
+        for trip_id in db.session.scalars(select(Trip.id)):
+            trips.cancel_trip(trip_id, "车辆故障", None)
+        db.session.commit()
+    response = submit(coordinator, f"/fleet/vehicles/{vehicle_id}", vehicle_form())
+    assert response.status_code == 302, errors(response)
+    with app.app_context():
+        assert not db.session.get(Vehicle, vehicle_id).active
+
+
+def test_a_driver_on_a_coming_trip_cannot_be_made_unavailable(app, coordinator):
+    operator_id = add_operator(coordinator)
+    vehicle_id = add_vehicle(coordinator, operator_id)
+    assert post_driver(coordinator, operator_id).status_code == 302
+    with app.app_context():
+        driver_id = db.session.scalar(select(Driver.id))
+        reference = _coming_trip(vehicle_id, driver_id)
+    # "Available" unticked while a coming trip counts on them.
+    response = submit(coordinator, f"/fleet/drivers/{driver_id}/edit", driver_form())
+    assert response.status_code == 200
+    [message] = field_errors(response, "driver-active")
+    assert f"(1: {reference})" in message
+    with app.app_context():
+        assert db.session.get(Driver, driver_id).active
+    # Anything else about them may still change.
+    response = submit(
+        coordinator, f"/fleet/drivers/{driver_id}/edit", driver_form(name="王建国", active="y")
+    )
+    assert response.status_code == 302, errors(response)
 
 def test_operators_are_searched_paginated_and_unique_by_name(app, coordinator):
     from app.fleet import services
