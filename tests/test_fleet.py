@@ -410,7 +410,6 @@ def test_seat_map_cannot_change_under_a_coming_trip(app, coordinator):
     assert response.status_code == 302
 
 
-
 def _coming_trip(vehicle_id: int, driver_id: int | None = None, days: int = 3) -> str:
     """A trip on this vehicle (and driver) leaving in ``days``; its reference."""
     from app.trips.models import Trip
@@ -477,6 +476,7 @@ def test_a_driver_on_a_coming_trip_cannot_be_made_unavailable(app, coordinator):
         coordinator, f"/fleet/drivers/{driver_id}/edit", driver_form(name="王建国", active="y")
     )
     assert response.status_code == 302, errors(response)
+
 
 def test_operators_are_searched_paginated_and_unique_by_name(app, coordinator):
     from app.fleet import services
