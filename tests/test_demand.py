@@ -325,6 +325,13 @@ def test_full_request_lifecycle_through_the_pages(app, client_as):
     assert f'href="/requests/{request_id}"' not in coordinator.get(f"/queue?from={late}").get_data(
         as_text=True
     )
+    # Dates that cannot be used are said, not quietly dropped (or read as "nothing matches").
+    for client, url in ((coordinator, "/queue"), (employer, "/requests")):
+        swapped = client.get(f"{url}?from={late}&to={SOON.isoformat()}").get_data(as_text=True)
+        assert f"开始日期（{late}）晚于结束日期（{SOON.isoformat()}）" in swapped
+        unreadable = client.get(f"{url}?from=2027-02-30").get_data(as_text=True)
+        assert "“2027-02-30”不是有效日期" in unreadable
+        assert 'value="2027-02-30"' in unreadable  # kept for correcting
 
     # Rejecting needs a reason; the employer sees it.
     action(coordinator, request_id, "reject", reason="")

@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import contains_eager
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -266,27 +266,45 @@ def requests():
     status = request.args.get("status", "")
     if status in RequestStatus.__members__.values():
         query = query.where(TransportRequest.status == status)
-    query = _date_filters(query)
+    query, date_problem = _date_filters(query)
     page = db.paginate(query.order_by(TransportRequest.id.desc()), per_page=_per_page())
-    return render_template("demand/requests.html", page=page, status=status, **_date_args())
+    return render_template(
+        "demand/requests.html",
+        page=page,
+        status=status,
+        date_problem=date_problem,
+        **_date_args(),
+    )
 
 
 def _date_args() -> dict:
     return {"date_from": request.args.get("from", ""), "date_to": request.args.get("to", "")}
 
 
-def _date_filters(query):
-    """Requests whose departure window overlaps the dates asked for."""
-    for arg, condition in (
-        ("from", lambda day: TransportRequest.latest_departure >= day),
-        ("to", lambda day: TransportRequest.earliest_departure <= day),
-    ):
-        try:
-            day = date.fromisoformat(request.args.get(arg, ""))
-        except ValueError:
+def _date_filters(query) -> tuple[Select, str | None]:
+    """Requests whose departure window overlaps the dates asked for. A date that cannot be
+    read, or a range that ends before it starts, is not applied but said (the list would
+    otherwise look filtered, or empty, for no reason the user can see)."""
+    days: dict[str, date] = {}
+    for arg in ("from", "to"):
+        text = request.args.get(arg, "").strip()
+        if not text:
             continue
-        query = query.where(condition(day))
-    return query
+        try:
+            days[arg] = date.fromisoformat(text)
+        except ValueError:
+            return query, _("“%(value)s” is not a date: write it as 2027-02-15.", value=text)
+    if "from" in days and "to" in days and days["from"] > days["to"]:
+        return query, _(
+            "The first date (%(first)s) is after the last (%(last)s): swap them.",
+            first=days["from"].isoformat(),
+            last=days["to"].isoformat(),
+        )
+    if "from" in days:
+        query = query.where(TransportRequest.latest_departure >= days["from"])
+    if "to" in days:
+        query = query.where(TransportRequest.earliest_departure <= days["to"])
+    return query, None
 
 
 @bp.route("/requests/new", methods=["GET", "POST"])
@@ -509,7 +527,7 @@ def queue():
                 TransportRequest.destination_region_name.contains(destination, autoescape=True),
             )
         )
-    query = _date_filters(query)
+    query, date_problem = _date_filters(query)
     page = db.paginate(
         query.order_by(TransportRequest.submitted_at, TransportRequest.id), per_page=_per_page()
     )
@@ -529,6 +547,7 @@ def queue():
         worker_counts=worker_counts,
         origin=origin,
         destination=destination,
+        date_problem=date_problem,
         **_date_args(),
     )
 
