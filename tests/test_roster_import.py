@@ -893,6 +893,9 @@ def test_import_straight_into_a_request(app, people, client_as):
     )
 
     assert added_and_updated(page) == (7, 0)
+    with app.app_context():
+        reference = db.session.get(TransportRequest, request_id).reference
+    assert f"这 7 人已全部加入申请 {reference}，该申请现共 7 人。" in page
     assert f"/requests/{request_id}" in page  # "Continue" goes back to the request
     assert import_record(app, import_id)["request_id"] == request_id
     assert pending_on_request_page(client, request_id) == 7
@@ -913,6 +916,7 @@ def test_import_straight_into_a_request(app, people, client_as):
         client, xlsx([CN_HEADERS, worker_row(8)]), url=f"/requests/{request_id}/import"
     )
     assert added_and_updated(page) == (1, 0)
+    assert f"这 1 人已全部加入申请 {reference}，该申请现共 8 人。" in page
     assert pending_on_request_page(client, request_id) == 8
     with app.app_context():
         entries = db.session.scalars(

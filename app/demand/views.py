@@ -240,11 +240,26 @@ def roster_import(import_id: int):
     roster_import = get_visible_or_404(RosterImport, import_id)
     problems = [{**p, "text": problem_text(p)} for p in roster_import.errors[:500]]
     running = roster_import.status in (ImportStatus.QUEUED, ImportStatus.VALIDATING)
+    joined = None
+    if roster_import.status == ImportStatus.DONE and roster_import.request_id is not None:
+        # Every worker of the file is on the request now (all or nothing): said with the
+        # request's own count, as the employer checks it against their list.
+        joined = {
+            "count": roster_import.added + roster_import.updated,
+            "ref": db.session.get(TransportRequest, roster_import.request_id).reference,
+            "total": db.session.scalar(
+                select(func.count()).where(
+                    RosterEntry.request_id == roster_import.request_id,
+                    RosterEntry.status != EntryStatus.WITHDRAWN,
+                )
+            ),
+        }
     return render_template(
         "demand/import_result.html",
         roster_import=roster_import,
         problems=problems,
         running=running,
+        joined=joined,
         problem=message_for(roster_import.problem) if roster_import.problem else None,
     )
 
