@@ -1105,6 +1105,47 @@ def edit_trip(client, trip_id: int, **changes):
     )
 
 
+def test_a_planned_trip_cannot_be_moved_outside_its_requests_windows(
+    app, people, client_as, three_employers
+):
+    """Before seats are given a trip's day may change, but the plan's check that a first leg
+    leaves within each request's window was not made again: it could leave days early."""
+    ids = three_employers
+    coordinator = client_as("coordinator")
+    with app.app_context():
+        coordinator_user = db.session.get(scenario.User, people.coordinator_id)
+        departs = trips.datetime.combine(DAY, trips.datetime.min.time(), trips.health.local_zone())
+        leg = trips.Leg(
+            "500235", "云阳汽车站", None, "370100", "济南", None,
+            departs + timedelta(hours=7), departs + timedelta(hours=25), 100, 0, False,
+        )  # fmt: skip
+        vehicle = db.session.get(Vehicle, ids["big"])
+        trip = trips.create_trip(vehicle, leg, coordinator_user, {ids["requests"][0]: 20})
+        db.session.commit()
+        trip_id, reference = trip.id, trip.loads[0].request.reference
+    early = DAY - timedelta(days=2)
+    refused = edit_trip(
+        coordinator,
+        trip_id,
+        departs_on=early.isoformat(),
+        arrives_on=(early + timedelta(days=1)).isoformat(),
+    )
+    assert refused.status_code == 200
+    page = refused.get_data(as_text=True)
+    assert f"申请 {reference} 的出发日期为 {DAY.isoformat()} 至" in page
+    with app.app_context():
+        assert trips.local_date(db.session.get(Trip, trip_id).departs_at) == DAY
+    # The last day of the window is still a day it may leave on.
+    later = DAY + timedelta(days=1)
+    moved = edit_trip(
+        coordinator,
+        trip_id,
+        departs_on=later.isoformat(),
+        arrives_on=(later + timedelta(days=1)).isoformat(),
+    )
+    assert moved.status_code == 302
+
+
 def test_each_change_to_a_locked_trips_time_or_place_is_texted_to_every_seated_worker(
     app, people, client_as, three_employers
 ):

@@ -61,6 +61,10 @@ MESSAGES = {
     ),
     "trip.vehicle_inactive": _l("This vehicle is out of service."),
     "trip.vehicle_busy": _l("This vehicle is already on another trip at that time."),
+    "trip.outside_window": _l(
+        "Request %(request)s leaves from %(first)s to %(last)s: this trip carries its workers "
+        "and must leave within those days."
+    ),
     "trip.not_editable": _l("This trip can no longer be changed."),
     "trip.policy_fixed_once_seated": _l(
         "Seats have been given under the current policy: take them back before changing it."

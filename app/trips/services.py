@@ -328,6 +328,21 @@ def update_trip(
         raise DomainError("trip.policy_fixed_once_seated", "max_load_percent")
     if taken and local_date(leg.departs_at) != local_date(trip.departs_at):
         raise DomainError("trip.day_fixed_once_seated", "departs_at")
+    day = local_date(leg.departs_at)
+    if leg.connects_from_id is None and (
+        day != local_date(trip.departs_at) or trip.connects_from_id is not None
+    ):
+        # As the plan checked: a first leg leaves within each request's window.
+        for load in trip.loads:
+            r = load.request
+            if not r.earliest_departure <= day <= r.latest_departure:
+                raise DomainError(
+                    "trip.outside_window",
+                    "departs_on",
+                    request=r.reference,
+                    first=r.earliest_departure.isoformat(),
+                    last=r.latest_departure.isoformat(),
+                )
     moved = (leg.departs_at, leg.origin_point, leg.origin_address) != (
         trip.departs_at,
         trip.origin_point,
