@@ -76,14 +76,6 @@ MESSAGES = {
         "Trips that have not yet arrived use this vehicle: its seat map cannot change until "
         "they have."
     ),
-    "vehicle.trips_coming": _l(
-        "This vehicle has trips that have not yet arrived (%(count)s: %(trips)s): cancel them, "
-        "or let them arrive, before taking it out of service."
-    ),
-    "driver.trips_coming": _l(
-        "This driver is on trips that have not yet arrived (%(count)s: %(trips)s): give them "
-        "another driver first."
-    ),
     "blocked_seats.unknown": _l("Some of these seats do not exist on this vehicle."),
     "blocked_seats.assigned": _l(
         "A seat you chose is already given to a worker on a coming trip: move the worker first."

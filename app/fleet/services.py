@@ -266,7 +266,7 @@ def _seat_map(values: Mapping) -> SeatMap:
         raise DomainError("template.invalid", "template") from None
 
 
-def _running_trips(vehicle: Vehicle | None = None, driver: Driver | None = None) -> list:
+def running_trips(vehicle: Vehicle | None = None, driver: Driver | None = None) -> list:
     """The trips not yet arrived (or cancelled) on this vehicle, or with this driver, soonest
     first."""
     from app.trips.models import RUNNING_STATUSES, Trip, trip_drivers
@@ -279,18 +279,6 @@ def _running_trips(vehicle: Vehicle | None = None, driver: Driver | None = None)
             trip_drivers.c.driver_id == driver.id
         )
     return list(db.session.scalars(query.order_by(Trip.departs_at, Trip.id)))
-
-
-def _refuse_leaving_trips(was_active: bool, values: Mapping, trips: list, code: str) -> None:
-    """A vehicle taken out of service, or a driver made unavailable, while trips count on
-    them: those trips would leave with what the fleet says is gone. Named, so the coordinator
-    can cancel them or give them another driver first."""
-    if was_active and not values["active"] and trips:
-        shown = ", ".join(trip.reference for trip in trips[:5])
-        more = len(trips) - 5
-        raise DomainError(
-            code, "active", count=len(trips), trips=shown + (f" (+{more})" if more > 0 else "")
-        )
 
 
 def create_vehicle(operator: Operator, fields: Mapping, actor: object) -> Vehicle:
@@ -326,10 +314,8 @@ def update_vehicle(vehicle: Vehicle, fields: Mapping, actor: object) -> Vehicle:
     seat_map = _seat_map(values)
     layout = ("seatmap_template", "first_carriage", "carriages")
     relaid = any(values[name] != getattr(vehicle, name) for name in layout)
-    running = _running_trips(vehicle=vehicle)
-    if relaid and running:
+    if relaid and running_trips(vehicle=vehicle):
         raise DomainError("vehicle.in_use", "template")
-    _refuse_leaving_trips(vehicle.active, values, running, "vehicle.trips_coming")
     kept = [label for label in vehicle.blocked_seats or [] if label in seat_map]
     dropped = len(vehicle.blocked_seats or []) - len(kept)
     _flush_unique(
@@ -362,7 +348,7 @@ def set_blocked_seats(vehicle: Vehicle, labels: Iterable[str], actor: object) ->
     if added:
         from app.trips.models import SeatAssignment
 
-        trip_ids = [trip.id for trip in _running_trips(vehicle=vehicle)]
+        trip_ids = [trip.id for trip in running_trips(vehicle=vehicle)]
         if trip_ids and db.session.scalar(
             select(SeatAssignment.id)
             .where(SeatAssignment.trip_id.in_(trip_ids), SeatAssignment.seat_label.in_(added))
@@ -435,8 +421,6 @@ def create_driver(operator: Operator, fields: Mapping, actor: object) -> Driver:
 
 def update_driver(driver: Driver, fields: Mapping, actor: object) -> Driver:
     values = _driver_values(fields)
-    if driver.active and not values["active"]:  # the trips are read only then
-        _refuse_leaving_trips(True, values, _running_trips(driver=driver), "driver.trips_coming")
     pii = vault()
     licence_number = values.pop("licence_number")
     licence_hash = pii.lookup_hash(licence_number)

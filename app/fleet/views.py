@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
@@ -196,10 +197,25 @@ def _vehicle_page(
 def vehicle(vehicle_id: int):
     found = get_visible_or_404(Vehicle, vehicle_id)
     form = VehicleForm(obj=found, template=found.seatmap_template)
+    was_active = found.active
     if form.validate_on_submit() and save_or_show(
         form, lambda: services.update_vehicle(found, form.values(), current_user), MESSAGES
     ):
         flash(_("Changes saved."), "success")
+        if was_active and not found.active and (trips := services.running_trips(vehicle=found)):
+            # Allowed (a coach sold on still runs its last trips), but said: a coach that
+            # broke down cannot, and its trips must be cancelled and planned again.
+            flash(
+                ngettext(
+                    "It still runs %(num)d trip not yet arrived (%(trips)s): if it cannot, "
+                    "cancel it and plan it again.",
+                    "It still runs %(num)d trips not yet arrived (%(trips)s): if it cannot, "
+                    "cancel them and plan them again.",
+                    len(trips),
+                    trips=_references(trips),
+                ),
+                "error",
+            )
         return redirect(url_for("fleet.vehicle", vehicle_id=found.id))
     return _vehicle_page(found, vehicle_form=form)
 
@@ -222,6 +238,12 @@ def blocked_seats(vehicle_id: int):
     return _vehicle_page(found, seats_form=form)
 
 
+def _references(trips: list, shown: int = 5) -> str:
+    """The first trips' references, and how many more."""
+    more = len(trips) - shown
+    return ", ".join(trip.reference for trip in trips[:shown]) + (f" (+{more})" if more > 0 else "")
+
+
 # --- drivers -------------------------------------------------------------------------------
 
 
@@ -234,9 +256,23 @@ def edit_driver(driver_id: int):
         # The whole licence number only here, for the coordinator correcting it.
         form.phone.data = driver.phone.removeprefix("+86")
         form.licence_number.data = services.driver_licence_number(driver)
+    was_active = driver.active
     if form.validate_on_submit() and save_or_show(
         form, lambda: services.update_driver(driver, form.values(), current_user), MESSAGES
     ):
         flash(_("Changes to %(name)s saved.", name=driver.name), "success")
+        if was_active and not driver.active and (trips := services.running_trips(driver=driver)):
+            flash(
+                ngettext(
+                    "%(name)s is still on %(num)d trip not yet arrived (%(trips)s): give it "
+                    "another driver.",
+                    "%(name)s is still on %(num)d trips not yet arrived (%(trips)s): give "
+                    "them another driver.",
+                    len(trips),
+                    name=driver.name,
+                    trips=_references(trips),
+                ),
+                "error",
+            )
         return redirect(url_for("fleet.operator", operator_id=driver.operator_id))
     return render_template("fleet/driver_form.html", form=form, driver=driver)
