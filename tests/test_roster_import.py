@@ -341,6 +341,20 @@ def test_csv_with_semicolons_and_a_quoted_cell_over_two_lines(app, people, clien
     assert [(row, column) for row, column, _, _ in problems_on(page)] == [(4, "身份证号")]
 
 
+def test_a_nul_byte_deep_in_a_file_is_named_at_its_row_and_column(app, people, client_as):
+    """Past the first 64 KB a CSV was not looked at for NUL bytes: the cell reached
+    PostgreSQL, which refused it, and the import ended as "an error on our side"."""
+    client = client_as("employer")
+    rows = [",".join(map(str, worker_row(n))) for n in range(1, 2001)]
+    rows[1499] = rows[1499].replace("工人1500", "工人\x001500")
+    text = ",".join(CN_HEADERS) + "\r\n" + "\r\n".join(rows) + "\r\n"
+    assert len(text.encode()) > 64 * 1024
+    import_id, page = import_file(client, text.encode(), "名单.csv")
+    assert [(row, column) for row, column, _, _ in problems_on(page)] == [(1501, "姓名")]
+    assert "控制字符" in problems_on(page)[0][3]
+    assert import_record(app, import_id)["status"] == "failed"
+
+
 # --- 3. all or nothing ---------------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ from app.api.services import create_token
 from app.core.access import Role
 from app.core.clock import local_today
 from app.demand import services as demand
-from app.demand.models import Worker
+from app.demand.models import RosterImport, Worker
 from app.extensions import db
 from app.fleet import services as fleet
 from app.health import services as health
@@ -757,6 +757,24 @@ def test_a_nul_byte_in_any_input_is_refused_with_a_clear_400_on_postgresql(pg_ap
     assert list(bulk.json["error"]["fields"]) == ["workers[0].name"]
     with pg_app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Worker)) == 0
+
+
+def test_a_nul_byte_in_an_uploaded_files_name_is_refused_on_postgresql(pg_app, pg_people):
+    """The roster import keeps the file's name: one with a NUL byte was a 500 from psycopg."""
+    employer = pg_app.test_client()
+    assert sign_in(employer, People.EMAILS["employer"]).status_code == 302
+    refused = employer.post(
+        "/roster/import",
+        data={
+            "csrf_token": csrf_token(employer, "/roster/import"),
+            "file": (io.BytesIO(b"\xe5\xa7\x93\xe5\x90\x8d\r\n"), "名单\x00.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 400
+    assert NUL_REFUSED in refused.get_data(as_text=True)
+    with pg_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(RosterImport)) == 0
 
 
 def test_sqlite_no_longer_stores_a_nul_byte(app, people):

@@ -35,12 +35,17 @@ def nul_byte_at(value: object, path: str) -> str | None:
 
 
 def refuse_nul_bytes() -> None:
-    """One check for every page and the API: a NUL byte in a query, a form or a JSON body."""
+    """One check for every page and the API: a NUL byte in a query, a form, an uploaded
+    file's name (a roster import keeps it) or a JSON body."""
     for values in (request.args, request.form):
         for name, value in values.items(multi=True):
             found = nul_byte_at({name: value}, "")
             if found is not None:
                 raise UnusableCharacter(found)
+    for name, upload in request.files.items(multi=True):
+        found = nul_byte_at({name: upload.filename or ""}, "")
+        if found is not None:
+            raise UnusableCharacter(found)
     if request.is_json:
         found = nul_byte_at(request.get_json(silent=True), "")
         if found is not None:

@@ -27,6 +27,9 @@ from app.demand.roster import COLUMNS, AgeRule, WorkerData, check_worker
 from app.health.forms import INPUT_PROBLEMS
 
 TOO_LONG = _l("Too long.")
+NUL_BYTE = _l(
+    "This cell holds an invisible control character (NUL) that cannot be saved: type it again."
+)
 
 # Every reason code a check can give, as the sentence a person reads.
 MESSAGES = {
@@ -36,6 +39,7 @@ MESSAGES = {
     **{f"home_region_code.{reason}": msg for reason, msg in REGION_CODE_MESSAGES.items()},
     "name.empty": REQUIRED,
     **{f"{column.field}.too_long": TOO_LONG for column in COLUMNS},
+    **{f"{column.field}.nul_byte": NUL_BYTE for column in COLUMNS},
     "id_number.duplicate_in_file": _l("The same ID number is also in row %(other_row)s."),
     "id_number.on_roster": _l("A worker with this ID number is already on your roster."),
     "name.differs_on_roster": _l(

@@ -243,6 +243,10 @@ def _clean_fields(
     cleaned: dict[str, object] = {}
     for column in COLUMNS:
         raw = values.get(column.field)
+        if isinstance(raw, str) and "\x00" in raw:
+            # Invisible, and no database column can hold it (PostgreSQL refuses the row).
+            problem(column.field, "nul_byte")
+            continue
         if column.field == "id_number":
             try:
                 id_number = validate_id_number(raw, today)
