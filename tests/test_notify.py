@@ -154,7 +154,10 @@ def test_submission_and_decision_reach_people_by_email_and_inbox(mail_app, clien
     assert f"/requests/{request_id}" in to_coordinator[0].get_content()
     # ...and a message in the service.
     coordinator = client_as("coordinator")
-    assert "提交了新的用车申请" in coordinator.get("/inbox").get_data(as_text=True)
+    inbox = coordinator.get("/inbox").get_data(as_text=True)
+    assert "提交了新的用车申请" in inbox
+    # Opened where the reader is (BASE_URL is for messages read outside the service).
+    assert f'<a href="/requests/{request_id}">' in inbox
 
     # Health problems, told to the employer on submission (nobody has a certificate here).
     to_employer = [m for m in smtp_server.messages if "hr@a." in m["X-Envelope-To"]]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -222,6 +223,15 @@ def preview():
     return render_template("notify/preview.html", shown=shown)
 
 
+def _in_service(url: str | None) -> str | None:
+    """A message's link as a path: it is opened here, on whatever address the reader came
+    by (the absolute link, made with BASE_URL, is for messages read elsewhere)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
+
+
 @bp.get("/inbox")
 @login_required
 def inbox():
@@ -235,7 +245,7 @@ def inbox():
         .order_by(Notification.id.desc()),
         per_page=current_app.config["ITEMS_PER_PAGE"],
     )
-    messages = [(n, services.render(n)[1]) for n in page.items]
+    messages = [(n, services.render(n)[1], _in_service(n.context.get("url"))) for n in page.items]
     unread = [n.id for n in page.items if n.read_at is None]
     if unread:
         db.session.execute(
