@@ -340,6 +340,93 @@ def test_a_worker_cleared_when_put_on_a_request_is_written_once(database, reques
     assert before <= blocked.health_checked_at <= utcnow()
 
 
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_one_workers_door_verdict_is_the_checks_verdict(database, request, tmp_path):
+    """The door (and the worker's page saying what it will say) reads one worker's pass,
+    issuer and pass reuse with one statement of its own: its verdicts must be those of the
+    check that judges many workers at once, for every reason and on both databases."""
+    from app.core.identity import id_number_check_character
+    from app.health import services as health
+
+    app = request.getfixturevalue("app" if database == "sqlite" else "pg_app")
+    people = request.getfixturevalue("people" if database == "sqlite" else "pg_people")
+    with app.app_context():
+        key = scenario.trusted_issuer(tmp_path, local_today("Asia/Shanghai"))
+        db.session.commit()
+    wang, zhao, qian = (
+        number + id_number_check_character(number)
+        for number in ("50023519850505135", "50023519860606146", "50023519870707157")
+    )
+    employer = app.test_client()
+    assert sign_in(employer, People.EMAILS["employer"]).status_code == 302
+    add_worker_with(employer, a_pass(app, key))  # 张三: cleared
+    add_worker_with(  # 李四: yellow
+        employer,
+        a_pass(app, key, id_number=LI, name="李四", status="yellow"),
+        name="李四",
+        id_number=LI,
+        phone="13800138001",
+    )
+    shared = a_pass(app, key, id_number=wang, name="王五", jti="pass-0001")
+    added = add_worker_with(employer, shared, name="王五", id_number=wang, phone="13800138002")
+    assert added.status_code == 302, errors(added)
+    add_worker_with(employer, name="赵六", id_number=zhao, phone="13800138003")
+    with app.app_context():  # 赵六 shows 王五's pass: both hold one pass
+        zhao_id = db.session.scalar(select(Worker.id).where(Worker.name == "赵六"))
+        db.session.add(
+            HealthCertificate(
+                **{
+                    column: getattr(
+                        db.session.scalar(
+                            select(HealthCertificate).where(HealthCertificate.jti == "pass-0001")
+                        ),
+                        column,
+                    )
+                    for column in ("kind", "status", "issued_at", "expires_at", "kid", "jti")
+                },
+                worker_id=zhao_id,
+                token_cipher="x",
+                signature_valid=True,
+                pass_issuer="500235",
+                subject_hash="x",
+                name_hash="x",
+            )
+        )
+        db.session.commit()
+    add_worker_with(employer, name="钱七", id_number=qian, phone="13800138004")  # no pass
+    departure = datetime.combine(TOMORROW, dt_time(7), ZoneInfo("Asia/Shanghai"))
+
+    def both() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        with app.app_context():
+            workers = db.session.scalars(select(Worker).order_by(Worker.id)).all()
+            claims = health.current_claims(worker.id for worker in workers)
+            checker = health.Checker()
+            return {
+                worker.name: (
+                    tuple(health.door_verdict(worker, departure, None).reasons),
+                    tuple(checker.verdict(worker, claims.get(worker.id), departure).reasons),
+                )
+                for worker in workers
+            }
+
+    verdicts = both()
+    assert all(door == check for door, check in verdicts.values()), verdicts
+    assert verdicts["张三"][0] == ()
+    assert verdicts["李四"][0] == ("status_not_green",)
+    assert "jti_reused" in verdicts["王五"][0]
+    assert "jti_reused" in verdicts["赵六"][0]
+    assert verdicts["钱七"][0] != ()
+    with app.app_context():
+        admin = db.session.get(scenario.User, people.admin_id)
+        health.revoke_issuer(db.session.scalar(select(HealthIssuer)), "密钥泄露", admin)
+        db.session.commit()
+    verdicts = both()
+    assert all(door == check for door, check in verdicts.values()), verdicts
+    assert "issuer_revoked" in verdicts["张三"][0]
+
+
 def test_the_same_pass_on_two_people_blocks_the_second(app, client_as, issuer_key):
     employer = client_as("employer")
     token = a_pass(app, issuer_key, jti="pass-0001")

@@ -1633,9 +1633,7 @@ def health_refusal(entry: RosterEntry, trip: Trip) -> tuple[str, ...]:
     now (none: it lets them on): their newest certificate judged at the trip's departure with
     its freshness rule, unless a coordinator's written override covers every reason. Only a
     first leg's door judges health (later legs take those who boarded the one feeding them)."""
-    checker = health.Checker(trip.health_freshness_hours)
-    claims = health.current_claims([entry.worker_id]).get(entry.worker_id)  # one statement
-    verdict = checker.verdict(entry.worker, claims, trip.departs_at)
+    verdict = health.door_verdict(entry.worker, trip.departs_at, trip.health_freshness_hours)
     return verdict.reasons if health.refuses(entry, verdict) else ()
 
 
