@@ -1147,6 +1147,52 @@ def test_a_planned_trip_cannot_be_moved_outside_its_requests_windows(
     assert moved.status_code == 302
 
 
+def test_connecting_a_feeder_renumbers_the_legs_it_feeds(app, people, three_employers):
+    """A coach planned onward from a train is leg 2; once the train itself is connected
+    from an earlier coach (both unseated), the train is leg 3's feeder, and the onward coach
+    must become leg 3 (it stayed 2: its seats would have been counted as the train's)."""
+    ids = three_employers
+    with app.app_context():
+        actor = db.session.get(scenario.User, people.coordinator_id)
+        zone = trips.health.local_zone()
+        start = trips.datetime.combine(DAY, trips.datetime.min.time(), zone)
+
+        def leg(hours: int, connects_from_id: int | None = None) -> trips.Leg:
+            return trips.Leg(
+                "500235", "云阳", None, "370100", "济南", None,
+                start + timedelta(hours=hours), start + timedelta(hours=hours + 2),
+                connects_from_id=connects_from_id,
+            )  # fmt: skip
+
+        big = db.session.get(Vehicle, ids["big"])
+        small = db.session.get(Vehicle, ids["small"])
+        first = trips.create_trip(small, leg(1), actor, {})
+        train = trips.create_trip(big, leg(4), actor, {})
+        onward = trips.create_trip(small, leg(7, train.id), actor, {})
+        assert (train.leg, onward.leg) == (1, 2)
+        trips.update_trip(train.id, leg(4, first.id), (None, None), actor)
+        db.session.commit()
+        assert db.session.get(Trip, train.id).leg == 2
+        assert db.session.get(Trip, onward.id).leg == 3
+        # And back: a first leg again.
+        trips.update_trip(train.id, leg(4), (None, None), actor)
+        db.session.commit()
+        assert (db.session.get(Trip, train.id).leg, db.session.get(Trip, onward.id).leg) == (1, 2)
+        # An onward leg that has given seats keeps its number: the change is refused.
+        entry = db.session.scalar(select(RosterEntry))
+        db.session.add(
+            SeatAssignment(
+                trip_id=onward.id, roster_entry_id=entry.id, seat_label="1A", travel_date=DAY, leg=2
+            )
+        )
+        db.session.commit()
+        with pytest.raises(trips.DomainError) as refused:
+            trips.update_trip(train.id, leg(4, first.id), (None, None), actor)
+        assert refused.value.code == "trip.connection_fixed_once_seated"
+        db.session.rollback()
+        assert db.session.get(Trip, onward.id).leg == 2
+
+
 def test_each_change_to_a_locked_trips_time_or_place_is_texted_to_every_seated_worker(
     app, people, client_as, three_employers
 ):

@@ -352,6 +352,7 @@ def update_trip(
     for name, value in asdict(leg).items():
         setattr(trip, name, value)
     trip.leg = feeder.leg + 1 if feeder else 1
+    _renumber_onward(trip)
     trip.escort_name, trip.escort_phone = escort
     db.session.flush()
     audit = record_audit("trip.updated", trip, actor)
@@ -363,6 +364,23 @@ def update_trip(
         # this telling, so each change is told, however many came before.
         _tell_seats(trip, taken, "changed", f"a{audit.id}")
     return trip
+
+
+def _renumber_onward(trip: Trip) -> None:
+    """The legs this trip feeds, and theirs, numbered after it again when its connection
+    changed. Seats carry their leg's number: a leg that has given seats keeps its number, so
+    the change is refused then (as for the trip itself)."""
+    onward = db.session.scalars(
+        select(Trip).where(Trip.connects_from_id == trip.id, Trip.status != TripStatus.CANCELLED)
+    ).all()
+    for next_leg in onward:
+        if next_leg.leg != trip.leg + 1:
+            if db.session.scalar(
+                select(SeatAssignment.id).where(SeatAssignment.trip_id == next_leg.id).limit(1)
+            ):
+                raise DomainError("trip.connection_fixed_once_seated", "connects_from_id")
+            next_leg.leg = trip.leg + 1
+            _renumber_onward(next_leg)
 
 
 def set_drivers(trip_id: int, driver_ids: Sequence[int], actor: User) -> None:
