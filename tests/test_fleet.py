@@ -410,6 +410,13 @@ def test_seat_map_cannot_change_under_a_coming_trip(app, coordinator):
     assert response.status_code == 302
 
 
+def saved(client, url: str, form: dict) -> str:
+    """Post the form, which must save; the page it leads to."""
+    response = submit(client, url, form)
+    assert response.status_code == 302, errors(response)
+    return client.get(response.location).get_data(as_text=True)
+
+
 def _coming_trip(vehicle_id: int, driver_id: int | None = None, days: int = 3) -> str:
     """A trip on this vehicle (and driver) leaving in ``days``; its reference."""
     from app.trips.models import Trip
@@ -439,9 +446,7 @@ def test_taking_a_vehicle_with_coming_trips_out_of_service_names_them(app, coord
     with app.app_context():
         first, second = _coming_trip(vehicle_id), _coming_trip(vehicle_id, days=5)
     # "In service" unticked.
-    response = submit(coordinator, f"/fleet/vehicles/{vehicle_id}", vehicle_form())
-    assert response.status_code == 302, errors(response)
-    page = coordinator.get(response.location).get_data(as_text=True)
+    page = saved(coordinator, f"/fleet/vehicles/{vehicle_id}", vehicle_form())
     assert f"It still runs 2 trips not yet arrived ({first}, {second})" in page
     with app.app_context():
         assert not db.session.get(Vehicle, vehicle_id).active
@@ -454,10 +459,9 @@ def test_taking_a_vehicle_with_coming_trips_out_of_service_names_them(app, coord
         for trip_id in db.session.scalars(select(Trip.id)):
             trips.cancel_trip(trip_id, "车辆故障", None)
         db.session.commit()
-    submit(coordinator, f"/fleet/vehicles/{vehicle_id}", vehicle_form(active="y"))
-    response = submit(coordinator, f"/fleet/vehicles/{vehicle_id}", vehicle_form())
-    page = coordinator.get(response.location).get_data(as_text=True)
-    assert "It still runs" not in page
+    url = f"/fleet/vehicles/{vehicle_id}"
+    saved(coordinator, url, vehicle_form(active="y"))
+    assert "It still runs" not in saved(coordinator, url, vehicle_form())
 
 
 def test_making_a_driver_on_a_coming_trip_unavailable_names_the_trip(app, coordinator):
@@ -468,9 +472,7 @@ def test_making_a_driver_on_a_coming_trip_unavailable_names_the_trip(app, coordi
         driver_id = db.session.scalar(select(Driver.id))
         reference = _coming_trip(vehicle_id, driver_id)
     # "Available" unticked while a coming trip counts on them.
-    response = submit(coordinator, f"/fleet/drivers/{driver_id}/edit", driver_form())
-    assert response.status_code == 302, errors(response)
-    page = coordinator.get(response.location).get_data(as_text=True)
+    page = saved(coordinator, f"/fleet/drivers/{driver_id}/edit", driver_form())
     assert f"王师傅 is still on 1 trip not yet arrived ({reference}): give it" in page
     with app.app_context():
         assert not db.session.get(Driver, driver_id).active

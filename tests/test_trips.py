@@ -1124,27 +1124,19 @@ def test_a_planned_trip_cannot_be_moved_outside_its_requests_windows(
         trip = trips.create_trip(vehicle, leg, coordinator_user, {ids["requests"][0]: 20})
         db.session.commit()
         trip_id, reference = trip.id, trip.loads[0].request.reference
-    early = DAY - timedelta(days=2)
-    refused = edit_trip(
-        coordinator,
-        trip_id,
-        departs_on=early.isoformat(),
-        arrives_on=(early + timedelta(days=1)).isoformat(),
-    )
+
+    def move_to(day):
+        arrives = (day + timedelta(days=1)).isoformat()
+        return edit_trip(coordinator, trip_id, departs_on=day.isoformat(), arrives_on=arrives)
+
+    refused = move_to(DAY - timedelta(days=2))
     assert refused.status_code == 200
     page = refused.get_data(as_text=True)
     assert f"申请 {reference} 的出发日期为 {DAY.isoformat()} 至" in page
     with app.app_context():
         assert trips.local_date(db.session.get(Trip, trip_id).departs_at) == DAY
     # The last day of the window is still a day it may leave on.
-    later = DAY + timedelta(days=1)
-    moved = edit_trip(
-        coordinator,
-        trip_id,
-        departs_on=later.isoformat(),
-        arrives_on=(later + timedelta(days=1)).isoformat(),
-    )
-    assert moved.status_code == 302
+    assert move_to(DAY + timedelta(days=1)).status_code == 302
 
 
 def test_connecting_a_feeder_renumbers_the_legs_it_feeds(app, people, three_employers):
