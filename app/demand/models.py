@@ -150,6 +150,10 @@ class TransportRequest(db.Model):
         """What people quote on the phone: R + year of creation + the number."""
         return f"R{self.created_at:%Y}-{self.id:06d}"
 
+    def leaves_within(self, day: date) -> bool:
+        """Whether a first leg leaving on this day is inside the departure window."""
+        return self.earliest_departure <= day <= self.latest_departure
+
     @classmethod
     def visible_to(cls, user):
         if user.role == Role.COORDINATOR:

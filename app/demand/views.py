@@ -244,15 +244,11 @@ def roster_import(import_id: int):
     if roster_import.status == ImportStatus.DONE and roster_import.request_id is not None:
         # Every worker of the file is on the request now (all or nothing): said with the
         # request's own count, as the employer checks it against their list.
+        counts = services.status_counts(roster_import.request_id)
         joined = {
             "count": roster_import.added + roster_import.updated,
             "ref": db.session.get(TransportRequest, roster_import.request_id).reference,
-            "total": db.session.scalar(
-                select(func.count()).where(
-                    RosterEntry.request_id == roster_import.request_id,
-                    RosterEntry.status != EntryStatus.WITHDRAWN,
-                )
-            ),
+            "total": sum(counts.values()) - counts[EntryStatus.WITHDRAWN.value],
         }
     return render_template(
         "demand/import_result.html",

@@ -495,6 +495,8 @@ def door_verdict(worker: Worker, departure: datetime, freshness_hours: int | Non
         )
     checker = Checker(freshness_hours, issuers)
     if row is not None and row.jti:
+        # Who holds the pass, as ``know_holders`` would leave it: only whether someone other
+        # than this worker does matters (``Checker._reused``).
         checker.jti_holders[row.jti] = {"another person"} if row.reused else set()
     return checker.verdict(worker, row, departure)
 

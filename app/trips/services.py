@@ -333,9 +333,8 @@ def update_trip(
         day != local_date(trip.departs_at) or trip.connects_from_id is not None
     ):
         # As the plan checked: a first leg leaves within each request's window.
-        for load in trip.loads:
-            r = load.request
-            if not r.earliest_departure <= day <= r.latest_departure:
+        for r in (load.request for load in trip.loads):
+            if not r.leaves_within(day):
                 raise DomainError(
                     "trip.outside_window",
                     "departs_on",
@@ -577,7 +576,7 @@ def apply_plan(
         day = local_date(leg.departs_at)
         for rid in sorted(request_ids):
             r = requests[rid]
-            if not r.earliest_departure <= day <= r.latest_departure:
+            if not r.leaves_within(day):
                 problems.append(PlanProblem("outside_window", r.reference, 0, 0))
     for vehicle_id, per in sorted(loads.items()):
         vehicle = vehicles[vehicle_id]
