@@ -20,6 +20,7 @@ from app.accounts.forms import DOMAIN_ERRORS, OrganizationForm, SignInForm
 from app.accounts.models import Organization, User
 from app.core.access import Role, get_visible_or_404, roles_required, select_visible
 from app.core.forms import save_or_show
+from app.core.paging import paginate
 from app.core.views import safe_next
 from app.extensions import db, limiter
 
@@ -100,10 +101,7 @@ def organizations():
             Organization.name.contains(search, autoescape=True)
             | Organization.credit_code.contains(search.upper(), autoescape=True)
         )
-    page = db.paginate(
-        query.order_by(Organization.name, Organization.id),
-        per_page=current_app.config["ITEMS_PER_PAGE"],
-    )
+    page = paginate(query.order_by(Organization.name, Organization.id))
     return render_template("accounts/organizations.html", page=page, search=search)
 
 
@@ -137,7 +135,5 @@ def organization(organization_id: int):
 @bp.get("/users")
 @roles_required(Role.ADMIN)
 def users():
-    page = db.paginate(
-        select(User).order_by(User.role, User.email), per_page=current_app.config["ITEMS_PER_PAGE"]
-    )
+    page = paginate(select(User).order_by(User.role, User.email))
     return render_template("accounts/users.html", page=page)

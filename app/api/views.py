@@ -42,6 +42,7 @@ from app.api.schema import endpoint
 from app.core.access import Role, get_visible_or_404, roles_required, select_visible
 from app.core.base import MAX_ID
 from app.core.errors import DomainError, error_body, json_error
+from app.core.paging import MAX_PAGE
 from app.demand import services as demand
 from app.demand.exports import masked_worker
 from app.demand.forms import DecisionForm, TransportRequestForm
@@ -199,7 +200,7 @@ def bind(form_class, payload: dict, **kwargs):
 
 
 PAGING = {
-    "page": {"type": "integer", "minimum": 1, "maximum": 100_000},
+    "page": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
     "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
 }
 

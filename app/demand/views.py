@@ -7,7 +7,6 @@ from datetime import date
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -26,6 +25,7 @@ from app.core.access import Role, get_visible_or_404, roles_required, select_vis
 from app.core.clock import utcnow
 from app.core.errors import DomainError
 from app.core.identity import InvalidIdentifier, normalize_mobile, validate_id_number
+from app.core.paging import paginate
 from app.core.pii import vault
 from app.demand import exports, services
 from app.demand.forms import (
@@ -72,10 +72,6 @@ def _refuse(error: DomainError) -> None:
     flash(message_for(error.code, **error.details), "error")
 
 
-def _per_page() -> int:
-    return current_app.config["ITEMS_PER_PAGE"]
-
-
 # --- roster --------------------------------------------------------------------------------
 
 
@@ -113,7 +109,7 @@ def roster():
     query = select_visible(Worker)
     if search:
         query = _roster_search(query, search)
-    page = db.paginate(query.order_by(Worker.name, Worker.id), per_page=_per_page())
+    page = paginate(query.order_by(Worker.name, Worker.id))
     return render_template(
         "demand/roster.html",
         page=page,
@@ -278,7 +274,7 @@ def requests():
     if status in RequestStatus.__members__.values():
         query = query.where(TransportRequest.status == status)
     query, date_problem = _date_filters(query)
-    page = db.paginate(query.order_by(TransportRequest.id.desc()), per_page=_per_page())
+    page = paginate(query.order_by(TransportRequest.id.desc()))
     return render_template(
         "demand/requests.html",
         page=page,
@@ -377,7 +373,7 @@ def request_detail(request_id: int):
     )
     if status in EntryStatus.__members__.values():
         entries = entries.where(RosterEntry.status == status)
-    page = db.paginate(entries.order_by(Worker.group_tag, Worker.name, Worker.id), per_page=50)
+    page = paginate(entries.order_by(Worker.group_tag, Worker.name, Worker.id), per_page=50)
     return render_template(
         "demand/request_detail.html",
         transport_request=transport_request,
@@ -434,7 +430,7 @@ def request_workers(request_id: int):
 
     search, linkable = _search_text()
     listed = _roster_search(available, search) if search else available
-    page = db.paginate(listed.order_by(Worker.group_tag, Worker.name, Worker.id), per_page=100)
+    page = paginate(listed.order_by(Worker.group_tag, Worker.name, Worker.id), per_page=100)
     groups = db.session.execute(
         available.with_only_columns(Worker.group_tag, func.count())
         .group_by(Worker.group_tag)
@@ -539,9 +535,7 @@ def queue():
             )
         )
     query, date_problem = _date_filters(query)
-    page = db.paginate(
-        query.order_by(TransportRequest.submitted_at, TransportRequest.id), per_page=_per_page()
-    )
+    page = paginate(query.order_by(TransportRequest.submitted_at, TransportRequest.id))
     worker_counts = dict(
         db.session.execute(
             select(RosterEntry.request_id, func.count())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_login import current_user
@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from app.core.access import Role, get_visible_or_404, roles_required, select_visible
 from app.core.forms import save_or_show
+from app.core.paging import paginate
 from app.extensions import db
 from app.fleet import services
 from app.fleet.forms import (
@@ -34,10 +35,6 @@ coordinators_only = roles_required(Role.COORDINATOR, Role.ADMIN)
 @bp.context_processor
 def fleet_names() -> dict:
     return {"kind_names": KIND_NAMES, "template_name": template_name}
-
-
-def _per_page() -> int:
-    return current_app.config["ITEMS_PER_PAGE"]
 
 
 def _save(form: FlaskForm, operation: Callable[[], object]) -> object | None:
@@ -64,7 +61,7 @@ def operators():
     query = select_visible(Operator)
     if search:
         query = query.where(Operator.name.contains(search, autoescape=True))
-    page = db.paginate(query.order_by(Operator.name, Operator.id), per_page=_per_page())
+    page = paginate(query.order_by(Operator.name, Operator.id))
     ids = [operator.id for operator in page.items]
     vehicle_counts = dict(
         db.session.execute(
@@ -97,19 +94,16 @@ def _operator_page(
     driver_form: DriverForm | None = None,
 ):
     """The operator's page; the forms not being posted are shown blank (formdata=None)."""
-    vehicles = db.paginate(
+    vehicles = paginate(
         select_visible(Vehicle)
         .where(Vehicle.operator_id == operator.id)
         .order_by(Vehicle.active.desc(), Vehicle.identifier, Vehicle.id),
-        page=request.args.get("page", 1, type=int),
-        per_page=_per_page(),
     )
-    drivers = db.paginate(
+    drivers = paginate(
         select_visible(Driver)
         .where(Driver.operator_id == operator.id)
         .order_by(Driver.active.desc(), Driver.name, Driver.id),
-        page=request.args.get("drivers_page", 1, type=int),
-        per_page=_per_page(),
+        arg="drivers_page",
     )
     return render_template(
         "fleet/operator.html",

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from app.core.access import Role, roles_required
 from app.core.clock import utcnow
+from app.core.paging import paginate
 from app.extensions import db
 from app.notify import services
 from app.notify.models import Notification, NotificationStatus
@@ -154,13 +155,12 @@ VARIANTS = {
 def outbox():
     """The messages of the user's region (an admin's: all)."""
     visible = Notification.visible_to(current_user)
-    failed = db.paginate(
+    failed = paginate(
         select(Notification)
         .where(
             visible, Notification.status.in_([NotificationStatus.FAILED, NotificationStatus.DEAD])
         )
         .order_by(Notification.id.desc()),
-        per_page=current_app.config["ITEMS_PER_PAGE"],
     )
     retrying, last_retried = services.retrying(visible)
     return render_template(
@@ -235,7 +235,7 @@ def _in_service(url: str | None) -> str | None:
 @bp.get("/inbox")
 @login_required
 def inbox():
-    page = db.paginate(
+    page = paginate(
         select(Notification)
         .where(
             Notification.user_id == current_user.id,
@@ -243,7 +243,6 @@ def inbox():
             Notification.status == NotificationStatus.SENT,
         )
         .order_by(Notification.id.desc()),
-        per_page=current_app.config["ITEMS_PER_PAGE"],
     )
     messages = [(n, services.render(n)[1], _in_service(n.context.get("url"))) for n in page.items]
     unread = [n.id for n in page.items if n.read_at is None]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import contextlib
 from datetime import date
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import format_datetime, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from app.core.access import Role, get_visible_or_404, roles_required, select_visible
 from app.core.errors import DomainError
 from app.core.forms import show_domain_error
+from app.core.paging import paginate
 from app.core.services import record_audit
 from app.demand.models import RequestStatus, RosterEntry, TransportRequest
 from app.extensions import db
@@ -72,10 +73,7 @@ def trips():
     query = select_visible(Trip)
     if status in TRIP_STATUS_NAMES:
         query = query.where(Trip.status == status)
-    page = db.paginate(
-        query.order_by(Trip.departs_at.desc(), Trip.id.desc()),
-        per_page=current_app.config["ITEMS_PER_PAGE"],
-    )
+    page = paginate(query.order_by(Trip.departs_at.desc(), Trip.id.desc()))
     seated = _seated_counts([t.id for t in page.items])
     return render_template("trips/trips.html", page=page, seated=seated, status=status)
 
