@@ -319,6 +319,16 @@ def test_plan_and_create_trips_through_the_api(app, people, as_role, three_emplo
     )
     assert plan.status_code == 200
     assert plan.json["missing_seats"] == 0
+    assert plan.json["boarding_elsewhere"] == []
+    away = coordinator.post(
+        "/trips/plan",
+        json={
+            **leg_form(origin_region_code="500236"),
+            "requests": ids["requests"],
+            "vehicles": [ids["big"]],
+        },
+    )
+    assert sorted(away.json["boarding_elsewhere"]) == sorted(ids["requests"])
     loads = [
         {
             "vehicle_id": v["vehicle_id"],

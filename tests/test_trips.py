@@ -94,6 +94,32 @@ def plan_inputs(html: str) -> dict[str, str]:
     return dict(re.findall(r'name="(load-\d+-\d+)"[^>]*value="(\d+)"', html))
 
 
+def test_the_plan_asks_to_check_a_meeting_point_away_from_the_workers_home(
+    app, client_as, three_employers
+):
+    """The leg's fields are filled from the first request listed, not from those ticked: a
+    coach planned from another county would text its workers to meet there."""
+    ids = three_employers
+    coordinator = client_as("coordinator")
+    with app.app_context():
+        references = [db.session.get(TransportRequest, rid).reference for rid in ids["requests"]]
+    at_home = plan_page(coordinator, ids["requests"], [ids["big"]]).get_data(as_text=True)
+    assert "请核对集合地点" not in at_home
+    away = plan_page(
+        coordinator,
+        ids["requests"],
+        [ids["big"]],
+        origin_region_code="500236",
+        origin_point="奉节汽车站",
+    ).get_data(as_text=True)
+    for reference in references:
+        assert (
+            f"请核对集合地点：{reference} 的工人从重庆市 云阳县（500235）出发，"
+            "本趟车从奉节汽车站（500236）发车，短信会让他们到那里集合。"
+        ) in away
+    assert plan_inputs(away)  # a warning: the plan is still made and can be created
+
+
 def test_plan_apply_allocate_move_lock_manifest(app, client_as, three_employers):
     ids = three_employers
     coordinator = client_as("coordinator")

@@ -980,6 +980,12 @@ PLAN = {
                 },
             },
         },
+        "boarding_elsewhere": {
+            "type": "array",
+            "items": {"type": "integer"},
+            "description": "Requests whose workers start from another region than this first "
+            "leg: their SMS will send them to its origin point (check it; not refused).",
+        },
     },
 }
 APPLY_LOADS = {
@@ -1059,6 +1065,7 @@ def plan_trips():
             }
             for v in result.vehicles
         ],
+        "boarding_elsewhere": [r.id for r in trips.boarding_elsewhere(leg, requests)],
     }
 
 

@@ -537,6 +537,15 @@ def make_plan(
     return allocation.plan(groups, [vehicle_option(v, policy) for v in vehicles])
 
 
+def boarding_elsewhere(leg: Leg, requests: Iterable[TransportRequest]) -> list[TransportRequest]:
+    """The requests whose workers start from another region than this first leg: their SMS
+    will send them to the leg's origin point. Shown for the coordinator to check, not refused
+    (a special train from a city station takes the workers of its counties)."""
+    if leg.connects_from_id is not None:  # they board where the feeding trip arrives
+        return []
+    return [r for r in requests if r.origin_region_code != leg.origin_region_code]
+
+
 @dataclass
 class PlanProblem:
     # "over_capacity" (a vehicle); "short", "too_many", "already_planned" (more than wait, the

@@ -331,6 +331,7 @@ def plan():
             form.departs_on.data = first.earliest_departure
             form.arrives_on.data = first.earliest_departure
     result = problems = None
+    elsewhere: list[TransportRequest] = []
     bad_counts: set[tuple[int, int]] = set()
     if form.validate_on_submit():
         if not chosen_requests or not chosen_vehicles:
@@ -365,6 +366,7 @@ def plan():
             result = services.make_plan(
                 chosen_requests, chosen_vehicles, leg.policy, leg.connects_from_id
             )
+            elsewhere = services.boarding_elsewhere(leg, chosen_requests)
     vehicles = {v.id: v for v in chosen_vehicles}
     return render_template(
         "trips/plan.html",
@@ -372,6 +374,7 @@ def plan():
         filters=_plan_filters(),
         result=result,
         problems=problems,
+        elsewhere=elsewhere,
         problem_text=plan_problem_text,
         requests_by_id={r.id: r for r in chosen_requests},
         vehicles_in_plan=[vehicles[chosen_vehicles[v.option].id] for v in result.vehicles]
