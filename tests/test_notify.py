@@ -140,6 +140,65 @@ def test_many_messages_are_written_once_each_as_given(any_app):
         assert services.vault().decrypt(second.recipient_token) == "13800130002"
 
 
+def test_staff_are_told_in_one_insert_each_once(any_app):
+    """A lock's advance notice to a region's coordinators: an email and an inbox row for
+    each active one, written by one INSERT (it was one a row: email and in-app rows took
+    turns), and told again, nothing new."""
+    from sqlalchemy import event
+
+    from app.accounts import services as accounts
+    from app.core.access import Role
+
+    inserts: list[str] = []
+
+    def count(_connection, _cursor, statement, *_args) -> None:
+        if statement.startswith("INSERT INTO notifications"):
+            inserts.append(statement)
+
+    with any_app.app_context():
+        coordinators = [
+            accounts.create_user(
+                f"c{n}@example.cn",
+                "correct horse battery",
+                Role.COORDINATOR,
+                f"调度{n}",
+                region_code="370100",
+            )
+            for n in range(3)
+        ]
+        coordinators[2].active = False
+        db.session.flush()
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            services.notify_users("trip.locked:7", coordinators, "trip_advance_notice", {})
+            services.notify_users("trip.locked:7", coordinators, "trip_advance_notice", {})
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        db.session.commit()
+        written = db.session.execute(
+            select(Notification.user_id, Notification.channel).order_by(
+                Notification.user_id, Notification.channel
+            )
+        ).all()
+        assert written == [
+            (user.id, channel)
+            for user in coordinators[:2]
+            for channel in sorted([Channel.EMAIL.value, Channel.INAPP.value])
+        ]
+        assert (
+            services.vault().decrypt(
+                db.session.scalar(
+                    select(Notification.recipient_token).where(
+                        Notification.channel == Channel.EMAIL,
+                        Notification.user_id == coordinators[0].id,
+                    )
+                )
+            )
+            == "c0@example.cn"
+        )
+    assert len(inserts) == 2, inserts  # one a call
+
+
 def test_submission_and_decision_reach_people_by_email_and_inbox(mail_app, client_as, smtp_server):
     employer = client_as("employer")
     add_worker(employer)

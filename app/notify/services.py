@@ -279,7 +279,10 @@ def notify_users(
     added = db.session.execute(
         insert(Notification)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(Notification.id),
+        .returning(Notification.id)
+        # The in-app rows have no address: without render_nulls the ORM groups rows by the
+        # columns they fill, and email and in-app rows alternate, so it was one INSERT a row.
+        .execution_options(render_nulls=True),
         list(rows.values()),
     ).all()
     if added:  # as notify: a relay only for a new message
