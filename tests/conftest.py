@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.policy import default as default_policy
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 import pytest
@@ -32,7 +33,7 @@ import redis
 from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
@@ -176,6 +177,29 @@ def pg_app(migrated_postgres_url: str) -> Iterator[Flask]:
     app = make_app(migrated_postgres_url)
     yield app
     truncate_all(app)
+
+
+class Executed(NamedTuple):
+    sql: str
+    parameters: object
+
+
+@contextmanager
+def statements_run(app: Flask) -> Iterator[list[Executed]]:
+    """The SQL statements the app's engine runs inside the block (pages asked for, services
+    called), with their parameters: for the tests that count them."""
+    statements: list[Executed] = []
+
+    def record(_connection, _cursor, sql: str, parameters, *_args) -> None:
+        statements.append(Executed(sql, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 # --- people --------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 
 from flask_babel import gettext
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from app.core.clock import utcnow
 from app.core.identity import id_number_check_character
@@ -21,7 +21,7 @@ from app.trips import services as trips
 from app.trips.forms import BOARDING_MESSAGES, MESSAGES
 from app.trips.models import Handover, SeatAssignment, Trip, TripStatus
 from tests import scenario
-from tests.conftest import submit
+from tests.conftest import statements_run, submit
 from tests.test_trips import make_trip, three_employers  # noqa: F401 - fixtures
 
 
@@ -327,21 +327,12 @@ def test_boarding_and_seat_pages_cost_the_same_for_a_full_coach(
     name, their employer) made boarding a full train slower with each scan."""
     trip_id = locked_trip(app, people, three_employers)
     coordinator = client_as("coordinator")
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:
-        statements.append(statement)
 
     def selects(url: str) -> int:
-        statements.clear()
-        with app.app_context():
-            event.listen(db.engine, "before_cursor_execute", count)
-            try:
-                page = coordinator.get(url)
-            finally:
-                event.remove(db.engine, "before_cursor_execute", count)
+        with statements_run(app) as statements:
+            page = coordinator.get(url)
         assert page.status_code == 200
-        return len([s for s in statements if s.startswith("SELECT")])
+        return len([s for s in statements if s.sql.startswith("SELECT")])
 
     with app.app_context():
         waiting = len(trips.assignments(trip_id))

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import segno
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import func, select, text, update
 
 from app.core import clock
 from app.core.clock import local_today, utcnow
@@ -23,7 +23,7 @@ from app.health.passes import generate_key, sign_pass
 from app.health.services import create_issuer
 from app.health.views import health_reasons
 from tests import scenario
-from tests.conftest import People, csrf_token, make_app, sign_in, submit
+from tests.conftest import People, csrf_token, make_app, sign_in, statements_run, submit
 from tests.test_demand import (
     LI,
     ZHANG,
@@ -316,22 +316,12 @@ def test_a_worker_cleared_when_put_on_a_request_is_written_once(database, reques
     yellow = a_pass(app, key, id_number=LI, name="李四", status="yellow")
     add_worker_with(employer, yellow, name="李四", id_number=LI, phone="13800138001")
     request_id = request_tomorrow(employer)
-    statements = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:
-        statements.append(statement)
-
-    with app.app_context():
-        event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with statements_run(app) as statements:
         add_everyone(employer, request_id)
-    finally:
-        with app.app_context():
-            event.remove(db.engine, "before_cursor_execute", count)
     # The cleared and the pending entry in one INSERT (SQLite hands back ids row by row).
-    inserts = [s for s in statements if s.startswith("INSERT INTO roster_entries")]
+    inserts = [s.sql for s in statements if s.sql.startswith("INSERT INTO roster_entries")]
     assert len(inserts) == (1 if database == "postgresql" else 2), inserts
-    updates = [s for s in statements if s.startswith("UPDATE roster_entries")]
+    updates = [s.sql for s in statements if s.sql.startswith("UPDATE roster_entries")]
     assert len(updates) == 2, updates  # the yellow one's verdict, and its check time
     cleared, blocked = entry_of(app, request_id), entry_of(app, request_id, "李四")
     assert (cleared.status, blocked.status) == ("cleared", "blocked")

@@ -21,7 +21,7 @@ from app.core.clock import utcnow
 from app.extensions import db
 from app.notify import services
 from app.notify.models import Channel, Notification
-from tests.conftest import ROOT, celery_process, make_app, service_env, submit
+from tests.conftest import ROOT, celery_process, make_app, service_env, statements_run, submit
 from tests.test_demand import action, add_everyone, add_worker, create_request
 from workers.notify import relay_due
 
@@ -144,16 +144,8 @@ def test_staff_are_told_in_one_insert_each_once(any_app):
     """A lock's advance notice to a region's coordinators: an email and an inbox row for
     each active one, written by one INSERT (it was one a row: email and in-app rows took
     turns), and told again, nothing new."""
-    from sqlalchemy import event
-
     from app.accounts import services as accounts
     from app.core.access import Role
-
-    inserts: list[str] = []
-
-    def count(_connection, _cursor, statement, *_args) -> None:
-        if statement.startswith("INSERT INTO notifications"):
-            inserts.append(statement)
 
     with any_app.app_context():
         coordinators = [
@@ -168,12 +160,9 @@ def test_staff_are_told_in_one_insert_each_once(any_app):
         ]
         coordinators[2].active = False
         db.session.flush()
-        event.listen(db.engine, "before_cursor_execute", count)
-        try:
+        with statements_run(any_app) as statements:
             services.notify_users("trip.locked:7", coordinators, "trip_advance_notice", {})
             services.notify_users("trip.locked:7", coordinators, "trip_advance_notice", {})
-        finally:
-            event.remove(db.engine, "before_cursor_execute", count)
         db.session.commit()
         written = db.session.execute(
             select(Notification.user_id, Notification.channel).order_by(
@@ -196,6 +185,7 @@ def test_staff_are_told_in_one_insert_each_once(any_app):
             )
             == "c0@example.cn"
         )
+    inserts = [s.sql for s in statements if s.sql.startswith("INSERT INTO notifications")]
     assert len(inserts) == 2, inserts  # one a call
 
 

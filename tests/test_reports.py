@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from flask_babel import gettext
 from openpyxl import load_workbook
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from app.accounts import services as accounts
 from app.accounts.models import User
@@ -33,7 +33,7 @@ from app.trips import allocation
 from app.trips import services as trips
 from app.trips.models import SeatAssignment, Trip, TripCost, TripStatus
 from tests import scenario
-from tests.conftest import PASSWORD, People, sign_in, submit
+from tests.conftest import PASSWORD, People, sign_in, statements_run, submit
 
 DAY = local_today("Asia/Shanghai") + timedelta(days=2)
 SVG = re.compile(r"<svg\b.*?</svg>", re.S)
@@ -164,19 +164,10 @@ def funnel(html: str) -> dict[str, int]:
 
 def test_coordinator_dashboard_counts_match_the_data(app, people, client_as, campaign):
     coordinator = client_as("coordinator")
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:
-        statements.append(statement)
-
-    with app.app_context():
-        event.listen(db.engine, "before_cursor_execute", count)
-        try:
-            started = time.perf_counter()
-            page = coordinator.get("/reports")
-            elapsed = time.perf_counter() - started
-        finally:
-            event.remove(db.engine, "before_cursor_execute", count)
+    with statements_run(app) as statements:
+        started = time.perf_counter()
+        page = coordinator.get("/reports")
+        elapsed = time.perf_counter() - started
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     # A handful of grouped queries, whatever the number of workers (the session's user, then

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 from flask_babel import gettext, ngettext
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import func, select, text, update
 
 from app.accounts.models import User
 from app.core.clock import local_today, utcnow
@@ -28,7 +28,7 @@ from app.trips import services as trips
 from app.trips.forms import MESSAGES, message_for
 from app.trips.models import SeatAssignment, Trip, TripStatus
 from tests import scenario
-from tests.conftest import People, sign_in, submit
+from tests.conftest import People, sign_in, statements_run, submit
 
 DAY = local_today("Asia/Shanghai") + timedelta(days=2)
 
@@ -387,21 +387,15 @@ def test_giving_seats_on_several_trips_reads_their_vehicles_once(app, people, th
                 ).id
             )
         db.session.commit()
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:
-        statements.append(statement)
-
     with app.app_context():  # a new session, as the next page or task has
         actor = db.session.get(scenario.User, people.coordinator_id)
-        event.listen(db.engine, "before_cursor_execute", count)
-        try:
+        with statements_run(app) as statements:
             outcomes = trips.allocate_trips(made, actor)
-        finally:
-            event.remove(db.engine, "before_cursor_execute", count)
         db.session.commit()
         assert [outcomes[trip_id].seated for trip_id in made] == [8, 7, 5]
-    vehicle_reads = [s for s in statements if s.startswith("SELECT") and "FROM vehicles" in s]
+    vehicle_reads = [
+        s.sql for s in statements if s.sql.startswith("SELECT") and "FROM vehicles" in s.sql
+    ]
     assert len(vehicle_reads) == 1, vehicle_reads
 
 
@@ -506,20 +500,10 @@ def test_connecting_legs_train_then_coaches_to_each_site(
         token = trips.trip_page_token(entry.id)
         first_request_id = requests[0].id
 
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:
-        statements.append(statement)
-
     def selects_for(client_, url: str):
-        statements.clear()
-        with app.app_context():
-            event.listen(db.engine, "before_cursor_execute", count)
-            try:
-                answer = client_.get(url)
-            finally:
-                event.remove(db.engine, "before_cursor_execute", count)
-        return answer, [s for s in statements if s.startswith("SELECT")]
+        with statements_run(app) as statements:
+            answer = client_.get(url)
+        return answer, [s.sql for s in statements if s.sql.startswith("SELECT")]
 
     page, selects = selects_for(client, f"/my-trip/{token}")
     html = page.get_data(as_text=True)
@@ -1023,16 +1007,9 @@ def test_seating_writes_each_workers_health_check_with_their_seat(database, requ
             scenario.vehicle("鲁A70004"), scenario.yunyang_to_jinan(DAY), actor, {transport.id: 5}
         )
         db.session.commit()
-        before, statements = utcnow(), []
-
-        def count(_conn, _cursor, statement, parameters, *_args) -> None:
-            statements.append((statement, parameters))
-
-        event.listen(db.engine, "before_cursor_execute", count)
-        try:
+        before = utcnow()
+        with statements_run(app) as statements:
             outcome = trips.allocate_seats(coach.id, actor)
-        finally:
-            event.remove(db.engine, "before_cursor_execute", count)
         db.session.commit()
         # The seated workers' rows written once (seat and check), the blocked one's check apart.
         assert len([s for s, _ in statements if s.startswith("UPDATE roster_entries")]) == 2
