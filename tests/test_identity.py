@@ -4,6 +4,8 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.core.identity import (
     InvalidIdentifier,
@@ -17,6 +19,7 @@ from app.core.identity import (
     validate_id_number,
     validate_region_code,
 )
+from app.core.regions import covering_codes, region_prefix
 
 
 @pytest.mark.parametrize(
@@ -62,6 +65,24 @@ def test_region_codes():
         with pytest.raises(InvalidIdentifier) as caught:
             validate_region_code(bad)
         assert caught.value.reason == reason
+
+
+# Codes built from pairs that are often "00", so provinces, cities and counties meet.
+REGION_CODES = st.lists(
+    st.sampled_from(["00", "00", "01", "37", "50"]), min_size=3, max_size=3
+).map("".join)
+
+
+@given(coordinator=REGION_CODES, place=REGION_CODES)
+def test_the_codes_covering_a_place_are_those_whose_prefix_it_starts_with(coordinator, place):
+    """covering_codes lets the database find a place's coordinators; it must agree with the
+    prefix the coordinator's own pages filter by."""
+    assert (coordinator in covering_codes(place)) == place.startswith(region_prefix(coordinator))
+
+
+def test_a_county_is_covered_by_its_province_its_city_and_itself():
+    assert covering_codes("370102") == {"370000", "370100", "370102"}
+    assert covering_codes("370100") == {"370000", "370100"}
 
 
 # --- Resident ID numbers (GB 11643-1999) ---------------------------------------------------------

@@ -17,6 +17,8 @@ import pytest
 from flask_babel import ngettext
 from sqlalchemy import func, select
 
+from app.accounts import services as accounts
+from app.core.access import Role
 from app.core.clock import utcnow
 from app.extensions import db
 from app.notify import services
@@ -144,9 +146,6 @@ def test_staff_are_told_in_one_insert_each_once(any_app):
     """A lock's advance notice to a region's coordinators: an email and an inbox row for
     each active one, written by one INSERT (it was one a row: email and in-app rows took
     turns), and told again, nothing new."""
-    from app.accounts import services as accounts
-    from app.core.access import Role
-
     with any_app.app_context():
         coordinators = [
             accounts.create_user(
@@ -187,6 +186,30 @@ def test_staff_are_told_in_one_insert_each_once(any_app):
         )
     inserts = [s.sql for s in statements if s.sql.startswith("INSERT INTO notifications")]
     assert len(inserts) == 2, inserts  # one a call
+
+
+def test_a_place_is_told_to_its_province_city_and_county_coordinators(any_app):
+    with any_app.app_context():
+        made = {
+            region: accounts.create_user(
+                f"c{region}@example.cn",
+                "correct horse battery",
+                Role.COORDINATOR,
+                "调度",
+                region_code=region,
+            )
+            for region in ("370000", "370100", "370102", "370103", "370200", "500000")
+        }
+        made["370100"].active = False
+        db.session.flush()
+
+        def regions_of(*codes: str) -> list[str]:
+            return [user.region_code for user in accounts.region_coordinators(*codes)]
+
+        assert regions_of("370102") == ["370000", "370102"]  # not the city's: inactive
+        assert regions_of("370203", "500235") == ["370000", "370200", "500000"]
+        assert regions_of("370100") == ["370000"]
+        assert regions_of("440300") == []
 
 
 def test_submission_and_decision_reach_people_by_email_and_inbox(mail_app, client_as, smtp_server):

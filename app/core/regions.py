@@ -10,3 +10,10 @@ def region_prefix(code: str) -> str:
     while prefix.endswith("00") and len(prefix) > 2:
         prefix = prefix[:-2]
     return prefix
+
+
+def covering_codes(code: str) -> set[str]:
+    """The region codes whose coordinators cover ``code``, ``region_prefix`` the other way
+    round: 370102 -> {370000, 370100, 370102}. ``code.startswith(region_prefix(c))`` exactly
+    when ``c`` is one of them, so a database can find those coordinators by an IN list."""
+    return {code[:digits].ljust(len(code), "0") for digits in range(2, len(code) + 1, 2)}
