@@ -10,7 +10,6 @@ Creates honour an ``Idempotency-Key`` header.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from functools import wraps
 
@@ -42,7 +41,7 @@ from app.api.schema import endpoint
 from app.core.access import Role, get_visible_or_404, roles_required, select_visible
 from app.core.base import MAX_ID
 from app.core.errors import DomainError, error_body, json_error
-from app.core.paging import MAX_PAGE
+from app.core.paging import MAX_PAGE, whole_number
 from app.demand import services as demand
 from app.demand.exports import masked_worker
 from app.demand.forms import DecisionForm, TransportRequestForm
@@ -211,14 +210,15 @@ def _paging(name: str, default: int) -> int:
     if text is None:
         return default
     low, high = described["minimum"], described["maximum"]
-    if not re.fullmatch(r"[0-9]{1,7}", text) or not low <= int(text) <= high:
+    number = whole_number(text, low, high)
+    if number is None:
         raise ApiError(
             400,
             "invalid",
             _("Some fields are not valid."),
             {name: [_("A whole number from %(low)s to %(high)s.", low=low, high=high)]},
         )
-    return int(text)
+    return number
 
 
 def _page(query, serialize: Callable, endpoint_name: str, **values) -> dict:

@@ -16,15 +16,24 @@ from app.extensions import db
 MAX_PAGE = 100_000
 
 
+def whole_number(text: str, low: int, high: int) -> int | None:
+    """``text`` as a whole number from ``low`` to ``high``, or None (the digits are counted
+    before ``int`` reads them: a 30-digit number is refused, not converted)."""
+    if re.fullmatch(r"[0-9]{1,7}", text) and low <= int(text) <= high:
+        return int(text)
+    return None
+
+
 def page_number(arg: str = "page") -> int:
     """The page asked for in ``arg`` (1 when absent). Anything that is not a page, from
     "abc" to a 30-digit number, is a 404, as a page past the end is."""
     text = request.args.get(arg)
     if text is None:
         return 1
-    if not re.fullmatch(r"[0-9]{1,6}", text) or not 1 <= int(text) <= MAX_PAGE:
+    number = whole_number(text, 1, MAX_PAGE)
+    if number is None:
         abort(404)
-    return int(text)
+    return number
 
 
 def paginate(query: Select, per_page: int | None = None, arg: str = "page") -> Pagination:
