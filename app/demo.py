@@ -5,7 +5,7 @@ Each domain adds its demo data here as it lands. Running the command again chang
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 import click
@@ -19,15 +19,17 @@ from app.core.access import Role
 from app.core.clock import utcnow
 from app.core.identity import id_number_check_character
 from app.demand import services as demand
-from app.demand.models import Worker
+from app.demand.models import RequestStatus, RosterEntry, TransportRequest, Worker
 from app.demand.roster import WorkerData
 from app.extensions import db
 from app.fleet import services as fleet
-from app.fleet.models import Operator
+from app.fleet.models import Operator, Vehicle
 from app.health import services as health
 from app.health.cli import create_demo_issuer, issue_demo_pass
 from app.health.models import HealthIssuer
 from app.health.passes import key_id, public_jwk_from_text
+from app.trips import services as trips
+from app.trips.models import SeatAssignment, Trip
 
 demo_cli = AppGroup("demo", help="Demo data.")
 
@@ -64,7 +66,9 @@ def seed_command():
     issuer_key = _seed_health_issuer()
     for index, organization in enumerate(organizations):
         _seed_demand(organization, index, issuer_key)
-    _seed_fleet(accounts.find_user_by_email(DEMO_USERS[1][0]))
+    coordinator = accounts.find_user_by_email(DEMO_USERS[1][0])
+    _seed_fleet(coordinator)
+    _seed_journey(organizations[0], coordinator)
     db.session.commit()
 
     click.echo(f"Demo accounts (password for all: {DEMO_PASSWORD}):")
@@ -73,6 +77,7 @@ def seed_command():
         if organization_index is not None:
             where = f" — {DEMO_ORGANIZATIONS[organization_index][0]}"
         click.echo(f"  {role.value:<12} {email:<38} {name}{where}")
+    _echo_journey()
 
 
 # Home counties of the demo workers (Chongqing and Sichuan, as in the K4016 campaign).
@@ -119,6 +124,71 @@ def _seed_fleet(coordinator: User) -> None:
         fleet.create_driver(operator, driver, coordinator)
     railway = fleet.create_operator({"name": "中国铁路成都局集团有限公司"}, coordinator)
     fleet.create_vehicle(railway, DEMO_TRAIN, coordinator)
+
+
+DEMO_DEPARTURE = time(6, 30)
+
+
+def _seed_journey(organization: Organization, coordinator: User) -> None:
+    """The first employer's request approved and carried by the first coach at 06:30 on its
+    first day, seats given and the manifest locked, so every role has a trip to look at and
+    the workers' seat messages are written (``instance/sms.log`` in the embedded mode). The
+    other employer's request stays submitted, for the coordinator to decide."""
+    if db.session.scalar(select(Trip.id).limit(1)) is not None:
+        return
+    request = db.session.scalar(
+        select(TransportRequest).where(TransportRequest.organization_id == organization.id)
+    )
+    # A database seeded before this journey existed may hold a request whose day has passed.
+    if request.status != RequestStatus.SUBMITTED or request.earliest_departure <= demand.today():
+        return
+    demand.approve_request(request, coordinator)
+    coach = db.session.scalar(
+        select(Vehicle).where(Vehicle.identifier == DEMO_VEHICLES[0]["identifier"])
+    )
+    departs = datetime.combine(request.earliest_departure, DEMO_DEPARTURE, health.local_zone())
+    leg = trips.Leg(
+        origin_region_code=request.origin_region_code,
+        origin_point=request.pickup_point,
+        origin_address=request.pickup_address,
+        destination_region_code=request.destination_region_code,
+        destination_point=request.site_name,
+        destination_address=request.site_address,
+        departs_at=departs,
+        arrives_at=departs + timedelta(hours=22),
+        max_load_percent=50,  # the 2020 coach rule: half the seats, the last two rows empty
+        isolation_rows=2,
+    )
+    waiting = trips.plannable_counts([request.id])[request.id]
+    planned, problems = trips.apply_plan(leg, {coach.id: {request.id: waiting}}, coordinator)
+    if problems:
+        raise click.ClickException(f"the demo trip cannot be planned: {problems}")
+    trips.allocate_trips([planned[0].id], coordinator)
+    trips.lock_manifest(planned[0].id, coordinator)
+
+
+def _echo_journey() -> None:
+    """How to see the demo trip as one of its workers does."""
+    seat = db.session.execute(
+        select(Trip, RosterEntry)
+        .join(SeatAssignment, SeatAssignment.trip_id == Trip.id)
+        .join(RosterEntry, RosterEntry.id == SeatAssignment.roster_entry_id)
+        .order_by(Trip.id, RosterEntry.id)
+        .limit(1)
+    ).first()
+    if seat is None:
+        return
+    trip, entry = seat
+    departs = trip.departs_at.astimezone(health.local_zone())
+    click.echo(
+        f"Demo trip: {trip.vehicle.identifier}, {trip.origin_point} {departs:%Y-%m-%d %H:%M}"
+        f" → {trip.destination_point}, manifest locked, seat messages sent."
+    )
+    where = "" if current_app.config.get("SMS_GATEWAY_URL") else " (in instance/sms.log)"
+    click.echo(
+        f"  A worker's view: /trip with booking code {trips.shown_booking_code(entry.booking_code)}"
+        f" and phone digits {entry.worker.phone_last4}, or the link in their text message{where}."
+    )
 
 
 def _seed_health_issuer() -> str:
