@@ -120,6 +120,55 @@ def test_the_plan_asks_to_check_a_meeting_point_away_from_the_workers_home(
     assert plan_inputs(away)  # a warning: the plan is still made and can be created
 
 
+def field_value(html: str, name: str) -> str:
+    found = re.search(rf'<input[^>]*name="{name}"[^>]*value="([^"]*)"', html)
+    assert found, name
+    return found.group(1)
+
+
+def test_the_plan_takes_its_route_and_day_from_the_ticked_requests(app, client_as, three_employers):
+    """The page starts from the first request listed; the button puts the ticked requests'
+    meeting point, site and day in the leg, and names those that start elsewhere."""
+    ids = three_employers
+    first, _second, fengjie = ids["requests"]
+    with app.app_context():
+        moved = db.session.get(TransportRequest, fengjie)
+        moved.origin_region_code, moved.origin_region_name = "500236", "重庆市 奉节县"
+        moved.pickup_point, moved.pickup_address = "奉节汽车站", "奉节县永安街道"
+        moved.earliest_departure += timedelta(days=1)
+        moved.latest_departure += timedelta(days=1)
+        references = {
+            rid: db.session.get(TransportRequest, rid).reference for rid in (first, fengjie)
+        }
+        db.session.commit()
+    coordinator = client_as("coordinator")
+    start = coordinator.get("/trips/plan").get_data(as_text=True)
+    assert field_value(start, "origin_point") == "云阳汽车站"
+
+    def fill(*ticked):
+        data = {**leg_form(), "requests": [str(r) for r in ticked], "fill": "1"}
+        return submit(coordinator, "/trips/plan", data).get_data(as_text=True)
+
+    alone = fill(fengjie)
+    assert field_value(alone, "origin_region_code") == "500236"
+    assert field_value(alone, "origin_point") == "奉节汽车站"
+    assert field_value(alone, "origin_address") == "奉节县永安街道"
+    assert field_value(alone, "departs_on") == (DAY + timedelta(days=1)).isoformat()
+    assert f'name="requests" value="{fengjie}" checked' in alone
+    assert "出发地或目的地不同" not in alone
+    # Two requests from two counties: the day inside both windows, the other one named.
+    both = fill(first, fengjie)
+    assert field_value(both, "origin_point") == "云阳汽车站"
+    assert field_value(both, "departs_on") == (DAY + timedelta(days=1)).isoformat()
+    assert (
+        f"路线和日期已按 {references[first]} 填写。{references[fengjie]} 的出发地或目的地不同："
+        "请分开规划，或核对集合地点。"
+    ) in both
+    assert "请先勾选需求，再按它们的路线和日期填写。" in fill()
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Trip)) == 0
+
+
 def test_plan_apply_allocate_move_lock_manifest(app, client_as, three_employers):
     ids = three_employers
     coordinator = client_as("coordinator")

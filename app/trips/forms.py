@@ -95,6 +95,7 @@ MESSAGES = {
     ),
     "plan.vehicles_changed": _l("A vehicle of the plan no longer exists. Make the plan again."),
     "plan.nothing": _l("Choose at least one request and one vehicle."),
+    "plan.nothing_ticked": _l("Tick the requests whose route and day to use."),
     "seat.no_such_seat": _l("There is no such seat on this vehicle."),
     "seat.taken": _l("This seat is taken."),
     "seat.blocked": _l("This seat is blocked."),

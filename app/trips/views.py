@@ -3,8 +3,9 @@ from __future__ import annotations
 import contextlib
 from datetime import date
 
+from babel.lists import format_list
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_babel import format_datetime, ngettext
+from flask_babel import format_datetime, get_locale, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -318,18 +319,14 @@ def plan():
     if request.method == "GET":
         form.isolation_rows.data = 2
         form.connects_from_id.data = 0
-        first = chosen_requests[0] if chosen_requests else None
-        if first is None and form.requests.choices:
-            first = db.session.get(TransportRequest, form.requests.choices[0][0])
-        if first is not None:
-            form.origin_region_code.data = first.origin_region_code
-            form.origin_point.data = first.pickup_point
-            form.origin_address.data = first.pickup_address
-            form.destination_region_code.data = first.destination_region_code
-            form.destination_point.data = first.site_name
-            form.destination_address.data = first.site_address
-            form.departs_on.data = first.earliest_departure
-            form.arrives_on.data = first.earliest_departure
+        if form.requests.choices:  # a start: the first request listed
+            _fill_leg(form, [db.session.get(TransportRequest, form.requests.choices[0][0])])
+    elif "fill" in request.form:  # changes nothing, so nothing to validate but the ticks
+        if chosen_requests:
+            _fill_leg(form, chosen_requests)
+        else:
+            form.form_errors.append(MESSAGES["plan.nothing_ticked"])
+        return _plan_page(form, chosen_requests, chosen_vehicles)
     result = problems = None
     elsewhere: list[TransportRequest] = []
     bad_counts: set[tuple[int, int]] = set()
@@ -367,6 +364,20 @@ def plan():
                 chosen_requests, chosen_vehicles, leg.policy, leg.connects_from_id
             )
             elsewhere = services.boarding_elsewhere(leg, chosen_requests)
+    return _plan_page(
+        form, chosen_requests, chosen_vehicles, result, problems, elsewhere, bad_counts
+    )
+
+
+def _plan_page(
+    form: PlanForm,
+    chosen_requests: list[TransportRequest],
+    chosen_vehicles: list[Vehicle],
+    result: allocation.Plan | None = None,
+    problems: list[services.PlanProblem] | None = None,
+    elsewhere: list[TransportRequest] | None = None,
+    bad_counts: set[tuple[int, int]] | None = None,
+) -> str:
     vehicles = {v.id: v for v in chosen_vehicles}
     return render_template(
         "trips/plan.html",
@@ -374,15 +385,50 @@ def plan():
         filters=_plan_filters(),
         result=result,
         problems=problems,
-        elsewhere=elsewhere,
+        elsewhere=elsewhere or [],
         problem_text=plan_problem_text,
         requests_by_id={r.id: r for r in chosen_requests},
         vehicles_in_plan=[vehicles[chosen_vehicles[v.option].id] for v in result.vehicles]
         if result
         else [],
         posted=_posted_loads() if problems or bad_counts else None,
-        bad_counts=bad_counts,
+        bad_counts=bad_counts or set(),
     )
+
+
+def _fill_leg(form: PlanForm, requests: list[TransportRequest]) -> None:
+    """The route and day from ``requests``: the first one's meeting point and site, on the
+    first day inside every request's window (else the first's own first day). Requests that
+    start or end elsewhere are named: one trip takes its workers to one meeting point."""
+    first = requests[0]
+    day = max(r.earliest_departure for r in requests)
+    if day > min(r.latest_departure for r in requests):
+        day = first.earliest_departure
+    values = {
+        "origin_region_code": first.origin_region_code,
+        "origin_point": first.pickup_point,
+        "origin_address": first.pickup_address,
+        "destination_region_code": first.destination_region_code,
+        "destination_point": first.site_name,
+        "destination_address": first.site_address,
+        "departs_on": day,
+        "arrives_on": day,
+    }
+    for name, value in values.items():
+        form[name].data = value
+        form[name].raw_data = []  # else a date field shows what was posted
+    route = (first.origin_region_code, first.destination_region_code)
+    others = [r for r in requests if (r.origin_region_code, r.destination_region_code) != route]
+    if others:
+        flash(
+            _(
+                "The route and day are those of %(ref)s. %(others)s start or end elsewhere: plan "
+                "them separately, or check the meeting point.",
+                ref=first.reference,
+                others=format_list([r.reference for r in others], locale=get_locale()),
+            ),
+            "warning",
+        )
 
 
 # --- seats ---------------------------------------------------------------------------------
