@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from flask import Flask, current_app, request, session
-from flask_babel import format_date, format_time, get_locale
+from flask_babel import format_date, format_time, get_locale, gettext
 from flask_login import current_user
+from jinja2 import pass_eval_context
+from markupsafe import Markup, escape
 
 from app.core.access import ROLE_NAMES
 from app.extensions import babel
@@ -43,9 +46,45 @@ def format_to_minute(moment: datetime) -> str:
     return f"{format_date(moment, 'medium')} {format_time(moment, 'short')}"
 
 
+# Punctuation between the parts of a phrase comes from the catalogue: a comma or colon typed in
+# a template or an f-string is an English one inside Chinese text ("项目部, 济南市").
+
+
+def joined(*parts: object) -> str:
+    """The parts that are not empty, in one phrase with the language's comma:
+    "云阳汽车站，滨江大道" / "Yunyang bus station, Binjiang Ave"."""
+    kept = [part for part in parts if part]
+    text = kept[0] if kept else ""
+    for part in kept[1:]:
+        text = gettext("%(first)s, %(second)s", first=text, second=part)
+    return text
+
+
+def labelled(label: object, value: object) -> str:
+    """A value after its label, with the language's colon: "出发地：云阳县" / "From: Yunyang"."""
+    return gettext("%(label)s: %(value)s", label=label, value=value)
+
+
+def _for_templates(phrase: Callable[..., str]):
+    """``phrase`` for the templates: on HTML pages its parts escaped (those already markup
+    kept) and the result markup; in text messages, plain text."""
+
+    @pass_eval_context
+    def template_phrase(eval_context, *parts):
+        if not eval_context.autoescape:
+            return phrase(*parts)
+        return Markup(phrase(*(escape(part) if part else part for part in parts)))  # noqa: S704 - parts escaped above
+
+    return template_phrase
+
+
 def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale)
     app.jinja_env.globals.update(
-        html_lang=html_lang, current_locale=lambda: str(get_locale()), role_names=ROLE_NAMES
+        html_lang=html_lang,
+        current_locale=lambda: str(get_locale()),
+        role_names=ROLE_NAMES,
+        joined=_for_templates(joined),
+        labelled=_for_templates(labelled),
     )
     app.jinja_env.filters["minuteformat"] = format_to_minute

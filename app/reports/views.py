@@ -12,6 +12,7 @@ from markupsafe import Markup
 from app.core.access import Role, get_visible_or_404, roles_required
 from app.core.clock import local_today
 from app.core.forms import save_or_show
+from app.core.i18n import joined
 from app.demand.forms import REQUEST_STATUS_NAMES
 from app.extensions import db
 from app.fleet.forms import KIND_NAMES
@@ -143,17 +144,20 @@ def _day_charts(trips: services.TripFigures, window: services.Window) -> list[tu
     ):
         total = sum(count for _day, count in values)
         busiest = max(values, key=lambda pair: pair[1], default=None)
-        description = total_text % {**period, "total": total}
-        if busiest and busiest[1]:
-            description += "; " + _(
+        description = joined(
+            total_text % {**period, "total": total},
+            busiest
+            and busiest[1]
+            and _(
                 "the busiest day is %(day)s with %(count)s",
                 day=format_date(busiest[0], "medium"),
                 count=busiest[1],
-            )
+            ),
+        )
         markup = charts.bar_chart(
             chart_id,
             title,
-            description + ".",
+            description,
             [(day.strftime("%m-%d"), n) for day, n in values],
             bar_class=bar_class,
             empty_text=_("No trips in this period."),
