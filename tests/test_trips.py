@@ -165,6 +165,15 @@ def test_the_plan_takes_its_route_and_day_from_the_ticked_requests(app, client_a
         "请分开规划，或核对集合地点。"
     ) in both
     assert "请先勾选需求，再按它们的路线和日期填写。" in fill()
+    # From a request's page: the plan opens with that request ticked and its route filled.
+    detail = coordinator.get(f"/requests/{fengjie}").get_data(as_text=True)
+    link = re.search(r'href="(/trips/plan\?[^"]+)">为此需求规划车次<', detail)
+    assert link, "no link to plan the request"
+    linked = coordinator.get(link.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert f'name="requests" value="{fengjie}" checked' in linked
+    assert f'name="requests" value="{first}" checked' not in linked
+    assert field_value(linked, "origin_point") == "奉节汽车站"
+    assert field_value(linked, "departs_time") == "06:00"  # DEFAULT_DEPARTURE_TIME
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Trip)) == 0
 

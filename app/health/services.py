@@ -91,12 +91,17 @@ def policy(freshness_hours: int | None = None) -> Policy:
     )
 
 
+def usual_departure_time() -> time:
+    """The usual morning departure hour (``DEFAULT_DEPARTURE_TIME``), local time."""
+    hour, minute = (int(part) for part in current_app.config["DEFAULT_DEPARTURE_TIME"].split(":"))
+    return time(hour, minute)
+
+
 def request_departure(request: TransportRequest) -> datetime:
     """When a request's workers leave, until trips give the exact time: the earliest departure
     day at the usual morning departure hour, local time, or now once that has passed (on a
     request leaving today, a pass issued this afternoon is not "issued after the departure")."""
-    hour, minute = (int(part) for part in current_app.config["DEFAULT_DEPARTURE_TIME"].split(":"))
-    usual = datetime.combine(request.earliest_departure, time(hour, minute), local_zone())
+    usual = datetime.combine(request.earliest_departure, usual_departure_time(), local_zone())
     return max(usual, utcnow())
 
 

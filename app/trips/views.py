@@ -315,11 +315,19 @@ def _counts(
 @roles_required(Role.COORDINATOR)
 def plan():
     form = PlanForm()
+    if request.method == "GET":  # a request's page links here with it ticked: ?request=7
+        form.requests.data = [
+            int(value)
+            for value in request.args.getlist("request")
+            if value.isascii() and value.isdigit()
+        ]
     chosen_requests, chosen_vehicles = _plan_choices(form)
     if request.method == "GET":
         form.isolation_rows.data = 2
         form.connects_from_id.data = 0
-        if form.requests.choices:  # a start: the first request listed
+        if chosen_requests:
+            _fill_leg(form, chosen_requests)
+        elif form.requests.choices:  # a start: the first request listed
             _fill_leg(form, [db.session.get(TransportRequest, form.requests.choices[0][0])])
     elif "fill" in request.form:  # changes nothing, so nothing to validate but the ticks
         if chosen_requests:
@@ -414,6 +422,8 @@ def _fill_leg(form: PlanForm, requests: list[TransportRequest]) -> None:
         "departs_on": day,
         "arrives_on": day,
     }
+    if form.departs_time.data is None:  # a time typed already is kept
+        values["departs_time"] = health.usual_departure_time()
     for name, value in values.items():
         form[name].data = value
         form[name].raw_data = []  # else a date field shows what was posted
