@@ -31,7 +31,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     _configure_secret_key(app)
     _configure_engine(app)
-    _check_redis_url(app.config.get("REDIS_URL"))
+    _check_redis_url(app.config.get("REDIS_URL"), app.config["ENV_NAME"])
     if app.config.get("TRUSTED_PROXY_COUNT"):
         count = int(app.config["TRUSTED_PROXY_COUNT"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
@@ -60,6 +60,11 @@ def _configure_secret_key(app: Flask) -> None:
 
 def _configure_engine(app: Flask) -> None:
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if not uri:
+        raise SystemExit(
+            "fangang: DATABASE_URL is not set; production needs the database every process "
+            "shares (postgresql://user@host/db)."
+        )
     try:
         url = make_url(uri)
     except ArgumentError:
@@ -73,7 +78,14 @@ def _configure_engine(app: Flask) -> None:
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
 
-def _check_redis_url(redis_url: str | None) -> None:
+def _check_redis_url(redis_url: str | None, env_name: str) -> None:
+    # Without Redis there is no Celery beat: a reminder or a health re-check would wait for
+    # the next commit of some user's request instead of running on time.
+    if not redis_url and env_name == "production":
+        raise SystemExit(
+            "fangang: REDIS_URL is not set; production needs Redis for the Celery workers and "
+            "beat (reminders, health re-checks)."
+        )
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SystemExit("fangang: REDIS_URL is not a Redis URL (expected redis://host:6379/0).")
 

@@ -190,6 +190,8 @@ class TestingConfig(Config):
 
 class ProductionConfig(Config):
     ENV_NAME = "production"
+    # No SQLite fallback: every process on every machine must share one database.
+    SQLALCHEMY_DATABASE_URI = None
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     HSTS = True

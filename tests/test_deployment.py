@@ -411,7 +411,9 @@ def test_gunicorn_master_never_imports_the_app():
     assert result.returncode == 0, result.stderr
 
 
-def test_gunicorn_serves_the_checks_and_stops_cleanly_on_sigterm(migrated_sqlite, tmp_path):
+def test_gunicorn_serves_the_checks_and_stops_cleanly_on_sigterm(
+    migrated_sqlite, tmp_path, redis_url
+):
     """Production as deployed: gunicorn with config/gunicorn.conf.py, FANGANG_ENV=production
     (JSON logs), two workers on a migrated database; then SIGTERM, as systemd stops it."""
     port = free_port()
@@ -421,7 +423,7 @@ def test_gunicorn_serves_the_checks_and_stops_cleanly_on_sigterm(migrated_sqlite
         "FANGANG_ENV": "production",
         "SECRET_KEY": "deployment-test-secret-key-deployment-test",
         "DATABASE_URL": f"sqlite:///{sqlite_copy(migrated_sqlite, tmp_path)}",
-        "REDIS_URL": "",
+        "REDIS_URL": redis_url,
         "FANGANG_INSTANCE_PATH": str(tmp_path),
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",

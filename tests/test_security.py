@@ -587,11 +587,11 @@ def test_signed_in_cookies(client, people):
         assert found["samesite"] == "Lax", name
 
 
-def test_production_cookies_are_secure_and_hsts_is_sent(tmp_path, monkeypatch):
+def test_production_cookies_are_secure_and_hsts_is_sent(tmp_path, monkeypatch, redis_url):
     monkeypatch.setenv("FANGANG_ENV", "production")
     for name, value in TEST_PII_KEYS.items():
         monkeypatch.setenv(name, value)
-    app = make_app(f"sqlite:///{tmp_path / 'production.db'}")
+    app = make_app(f"sqlite:///{tmp_path / 'production.db'}", REDIS_URL=redis_url)
     assert app.config["ENV_NAME"] == "production"
     with app.app_context():
         db.create_all()

@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.core.clock import utcnow
-from tests.conftest import People, flask_cli, service_env, sign_in
+from tests.conftest import TEST_PII_KEYS, People, flask_cli, service_env, sign_in
 
 
 def test_migrations_from_empty_match_the_models_on_sqlite(tmp_path):
@@ -146,16 +146,29 @@ def test_unreachable_setting_stops_start_up_with_one_clear_line(tmp_path, env, s
     assert setting in output
 
 
-def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+@pytest.mark.parametrize("missing", [None, "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "PII_KEYS"])
+def test_production_refuses_to_start_without_a_required_setting(tmp_path, redis_url, missing):
+    """deploy/env.example's required settings: an empty one stops the start with one line
+    naming it. Without DATABASE_URL production fell back to a SQLite file of its own on each
+    machine; without REDIS_URL it ran with no beat, so no reminder went out on time."""
     env = {
+        **TEST_PII_KEYS,
         "FANGANG_ENV": "production",
-        "SECRET_KEY": "",
+        "SECRET_KEY": "production-test-secret-key-production-test",
         "FANGANG_INSTANCE_PATH": str(tmp_path),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "REDIS_URL": redis_url,
     }
+    if missing:
+        env[missing] = ""
     result = flask_cli("routes", env=env)
+    output = (result.stdout + result.stderr).strip()
+    if missing is None:
+        assert result.returncode == 0, output
+        return
     assert result.returncode != 0
-    assert "SECRET_KEY" in result.stderr
+    assert len(output.splitlines()) == 1, output
+    assert output.startswith(f"fangang: {missing}"), output
 
 
 @pytest.mark.postgres

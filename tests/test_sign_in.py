@@ -103,11 +103,11 @@ def test_session_cookie_is_httponly_and_samesite(client, people):
     assert "SameSite=Lax" in cookie
 
 
-def test_production_cookies_are_secure_and_hsts_is_sent(tmp_path, monkeypatch):
+def test_production_cookies_are_secure_and_hsts_is_sent(tmp_path, monkeypatch, redis_url):
     from tests.conftest import make_app
 
     monkeypatch.setenv("FANGANG_ENV", "production")
-    app = make_app(f"sqlite:///{tmp_path / 'p.db'}", TESTING=False)
+    app = make_app(f"sqlite:///{tmp_path / 'p.db'}", TESTING=False, REDIS_URL=redis_url)
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["REMEMBER_COOKIE_SECURE"] is True
     response = app.test_client().get("/login")
