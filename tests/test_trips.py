@@ -1301,7 +1301,7 @@ def test_a_seat_sms_leaves_the_driver_out_when_the_trip_has_no_number_to_call(
     assert len(chinese) == len(english) == len(seats_of(app, trip_id))
     for sms in chinese:
         assert "司机" not in sms
-        assert "座。详情：http" in sms
+        assert re.search(r"座位\S+。详情：http", sms), sms
     for sms in english:
         assert "Driver" not in sms
         assert re.search(r"seat \S+\. Details: http", sms), sms
@@ -1366,6 +1366,22 @@ def train_and_coach(app, people, issuer_key) -> dict:
             "coach_reference": coach_trip.reference,
             "request": request.id,
         }
+
+
+def test_a_train_seat_is_texted_as_the_ticket_prints_it(app, client_as, train_and_coach):
+    """A train seat shows as "03车 012号": the seat SMS said "K4016 03车 012号号座"."""
+    coordinator = client_as("coordinator")
+    train = train_and_coach["train"]
+    locked = submit(coordinator, f"/trips/{train}/lock", form_url=f"/trips/{train}")
+    assert locked.status_code == 302
+    given = sms_texts(app, "seat_given")
+    reminders = sms_texts(app, "departure_reminder", status="pending")
+    assert len(given) == 7
+    assert len(reminders) == 14
+    for sms in given + reminders:
+        assert re.search(r"座位03车 \d{3}号。", sms), sms
+        assert "号号" not in sms
+    assert all("K4016 座位03车" in sms for sms in given)
 
 
 def train_form(**changes) -> dict:
@@ -1773,7 +1789,7 @@ def test_a_worker_whose_seat_on_a_locked_trip_is_taken_back_is_texted(
     (chinese,) = sms_texts(app, "seat_withdrawn")
     (english,) = sms_texts(app, "seat_withdrawn", "en")
     assert f"{name}：" in chinese
-    assert f"渝F12345 {seat}号座已收回" in chinese
+    assert f"渝F12345 座位{seat}已收回" in chinese
     assert "请勿前往云阳汽车站" in chinese
     assert f"seat {seat} on 渝F12345" in english
     assert "is withdrawn" in english
