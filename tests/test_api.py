@@ -303,6 +303,12 @@ def test_the_openapi_document_describes_what_validates(app, client):
     page = client.get("/api/v1/docs")
     assert page.status_code == 200
     assert "/api/v1/requests/{request_id}/submit" in page.get_data(as_text=True)
+    # The reference is a page: in the language chosen with the header's link, as the others
+    # (it followed the browser's Accept-Language, as the JSON answers do).
+    client.get("/language/en")
+    english = client.get("/api/v1/docs", headers={"Accept-Language": "zh-CN"})
+    assert "JSON over HTTPS under /api/v1" in english.get_data(as_text=True)
+    assert client.get("/api/v1/openapi.json").status_code == 200
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(TransportRequest)) == 0
 

@@ -20,7 +20,9 @@ from app.extensions import babel
 
 def select_locale() -> str:
     languages = current_app.config["LANGUAGES"]
-    if request.path.startswith("/api/"):  # machines say what they read in Accept-Language
+    # Machines say what they read in Accept-Language; the API's reference is a page, read by
+    # people in the language they chose on the other pages.
+    if request.path.startswith("/api/") and request.endpoint != "api.reference":
         best = request.accept_languages.best_match(
             [*languages, *(code.replace("_", "-") for code in languages), "zh"]
         )
