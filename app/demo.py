@@ -148,12 +148,7 @@ def _seed_journey(organization: Organization, coordinator: User) -> None:
     )
     departs = datetime.combine(request.earliest_departure, DEMO_DEPARTURE, health.local_zone())
     leg = trips.Leg(
-        origin_region_code=request.origin_region_code,
-        origin_point=request.pickup_point,
-        origin_address=request.pickup_address,
-        destination_region_code=request.destination_region_code,
-        destination_point=request.site_name,
-        destination_address=request.site_address,
+        **trips.route_of(request),
         departs_at=departs,
         arrives_at=departs + timedelta(hours=22),
         max_load_percent=50,  # the 2020 coach rule: half the seats, the last two rows empty

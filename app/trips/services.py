@@ -183,6 +183,18 @@ class Leg:
         )
 
 
+def route_of(request: TransportRequest) -> dict[str, str | None]:
+    """A leg's route fields for a request's workers: from their meeting point to the site."""
+    return {
+        "origin_region_code": request.origin_region_code,
+        "origin_point": request.pickup_point,
+        "origin_address": request.pickup_address,
+        "destination_region_code": request.destination_region_code,
+        "destination_point": request.site_name,
+        "destination_address": request.site_address,
+    }
+
+
 def _check_leg(leg: Leg) -> Trip | None:
     if leg.arrives_at <= leg.departs_at:
         raise DomainError("trip.arrives_before_departure", "arrives_at")

@@ -412,16 +412,7 @@ def _fill_leg(form: PlanForm, requests: list[TransportRequest]) -> None:
     day = max(r.earliest_departure for r in requests)
     if day > min(r.latest_departure for r in requests):
         day = first.earliest_departure
-    values = {
-        "origin_region_code": first.origin_region_code,
-        "origin_point": first.pickup_point,
-        "origin_address": first.pickup_address,
-        "destination_region_code": first.destination_region_code,
-        "destination_point": first.site_name,
-        "destination_address": first.site_address,
-        "departs_on": day,
-        "arrives_on": day,
-    }
+    values = {**services.route_of(first), "departs_on": day, "arrives_on": day}
     if form.departs_time.data is None:  # a time typed already is kept
         values["departs_time"] = health.usual_departure_time()
     for name, value in values.items():
